@@ -1,0 +1,58 @@
+package v1alpha1
+
+// Condition types. Both have positive polarity: True is the good state.
+const (
+	// ReadyCondition is True when the monitor is set up: its token is issued into
+	// its Secret and the push endpoint accepts heartbeats for it. False says why
+	// not (for example SecretConflict).
+	ReadyCondition = "Ready"
+
+	// HealthyCondition is True while the monitor is Up, False while it is Down
+	// (HeartbeatMissed, DownReported) and Unknown while it is Pending
+	// (AwaitingFirstHeartbeat) or Suspended (Suspended).
+	HealthyCondition = "Healthy"
+)
+
+// Reasons for the Ready condition.
+const (
+	// ReasonTokenIssued (Ready=True): the push token is in the monitor's Secret.
+	ReasonTokenIssued = "TokenIssued"
+
+	// ReasonSecretConflict (Ready=False): a Secret with the wanted name exists and
+	// is not pushmon's; pushmon never overwrites it.
+	ReasonSecretConflict = "SecretConflict"
+
+	// ReasonSecretError (Ready=False): the Secret could not be read or written;
+	// the reconciler retries.
+	ReasonSecretError = "SecretError"
+)
+
+// Reasons for the Healthy condition. The Down reasons double as Event reasons.
+const (
+	// ReasonHeartbeatReceived (Healthy=True): heartbeats arrive within the timeout.
+	ReasonHeartbeatReceived = "HeartbeatReceived"
+
+	// ReasonRecovered (Healthy=True; also an Event reason): an up heartbeat
+	// arrived while the monitor was Down.
+	ReasonRecovered = "Recovered"
+
+	// ReasonHeartbeatMissed (Healthy=False; also an Event reason): no heartbeat
+	// for timeout + grace period.
+	ReasonHeartbeatMissed = "HeartbeatMissed"
+
+	// ReasonDownReported (Healthy=False; also an Event reason): a client pushed
+	// status=down.
+	ReasonDownReported = "DownReported"
+
+	// ReasonAwaitingFirstHeartbeat (Healthy=Unknown): no heartbeat yet.
+	ReasonAwaitingFirstHeartbeat = "AwaitingFirstHeartbeat"
+
+	// ReasonSuspended (Healthy=Unknown): spec.suspend is true.
+	ReasonSuspended = "Suspended"
+)
+
+// Event reasons that are not condition reasons.
+const (
+	// EventTokenIssued: a new push token was written into the monitor's Secret.
+	EventTokenIssued = "TokenIssued"
+)

@@ -1,0 +1,247 @@
+package v1alpha1
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Defaults and limits that the CRD schema and the Go code share.
+const (
+	// DefaultTimeout is spec.timeout when unset.
+	DefaultTimeout = 60 * time.Second
+	// MinTimeout is the smallest spec.timeout the API accepts.
+	MinTimeout = time.Second
+	// MaxDuration bounds every duration in the spec (one year), so that
+	// deadlines stay far from time.Time's and time.Duration's limits.
+	MaxDuration = 8760 * time.Hour
+	// MinDefaultGracePeriod is the floor of the default grace period.
+	MinDefaultGracePeriod = time.Second
+	// MaxNameLength bounds metadata.name: it is written as a label value.
+	MaxNameLength = 63
+	// SecretNameSuffix makes the default Secret name, <monitor-name>-push.
+	SecretNameSuffix = "-push"
+)
+
+// MonitorState is the monitor's state as status.state reports it.
+// +kubebuilder:validation:Enum=Pending;Up;Down;Suspended
+type MonitorState string
+
+const (
+	// StatePending: no heartbeat yet.
+	StatePending MonitorState = "Pending"
+	// StateUp: heartbeats arrive within timeout + grace period.
+	StateUp MonitorState = "Up"
+	// StateDown: a heartbeat was missed or a client reported down.
+	StateDown MonitorState = "Down"
+	// StateSuspended: spec.suspend is true; no Down transitions.
+	StateSuspended MonitorState = "Suspended"
+)
+
+// ReportedStatus is the status a client sent with its last heartbeat.
+// +kubebuilder:validation:Enum=Up;Down
+type ReportedStatus string
+
+const (
+	// ReportedUp is a heartbeat with status=up (the default).
+	ReportedUp ReportedStatus = "Up"
+	// ReportedDown is a heartbeat with status=down.
+	ReportedDown ReportedStatus = "Down"
+)
+
+// PushMonitorSpec declares how long a job or service may stay silent.
+//
+// +kubebuilder:validation:XValidation:rule="!self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.timeout) >= duration('1s')",message="timeout must be at least 1s"
+// +kubebuilder:validation:XValidation:rule="!self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.timeout) <= duration('8760h')",message="timeout must be at most 8760h (one year)"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) > duration('0s')",message="interval must be greater than 0s"
+// +kubebuilder:validation:XValidation:rule="!has(self.interval) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) <= duration(self.timeout)",message="interval must not be longer than timeout"
+// +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || !self.gracePeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.gracePeriod) <= duration('8760h')",message="gracePeriod must be at most 8760h (one year)"
+type PushMonitorSpec struct {
+	// timeout is the longest silence allowed between two heartbeats, as a Go
+	// duration ("90s", "5m", "1h30m"). At least 1s.
+	// +optional
+	// +kubebuilder:default="60s"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="timeout must be a duration such as 90s, 5m or 1h30m (units: ns, us, ms, s, m, h)"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// interval is how often clients should push. It is written into the
+	// monitor's Secret (key "interval") for clients to read. Defaults to
+	// timeout; must not be longer than timeout.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="interval must be a duration such as 90s, 5m or 1h30m (units: ns, us, ms, s, m, h)"
+	Interval *metav1.Duration `json:"interval,omitempty"`
+
+	// gracePeriod is extra tolerance after timeout before the monitor goes Down,
+	// so that a client pushing every timeout does not flap on network jitter.
+	// Unset means max(1s, timeout/10); "0s" means no grace.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="gracePeriod must be a duration such as 90s, 5m or 1h30m (units: ns, us, ms, s, m, h)"
+	GracePeriod *metav1.Duration `json:"gracePeriod,omitempty"`
+
+	// suspend stops Down transitions and alerts while true. Heartbeats are
+	// still recorded; resuming restarts the deadline from the moment of resume.
+	// +optional
+	Suspend bool `json:"suspend,omitempty"`
+
+	// secretName is the Secret the push token is issued into, in the monitor's
+	// namespace. Defaults to <monitor-name>-push. pushmon never overwrites a
+	// Secret it did not create.
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
+	SecretName string `json:"secretName,omitempty"`
+}
+
+// PushMonitorStatus is what pushmon observed of the monitor.
+type PushMonitorStatus struct {
+	// state is Pending (no heartbeat yet), Up, Down or Suspended.
+	// +optional
+	State MonitorState `json:"state,omitempty"`
+
+	// lastHeartbeatTime is when the push endpoint received the last heartbeat.
+	// +optional
+	LastHeartbeatTime *metav1.MicroTime `json:"lastHeartbeatTime,omitempty"`
+
+	// lastReportedStatus is the status sent with the last heartbeat.
+	// +optional
+	LastReportedStatus ReportedStatus `json:"lastReportedStatus,omitempty"`
+
+	// lastMessage is the msg sent with the last heartbeat (length-capped).
+	// +optional
+	LastMessage string `json:"lastMessage,omitempty"`
+
+	// lastValue is the numeric value sent with the last heartbeat, as sent.
+	// +optional
+	LastValue string `json:"lastValue,omitempty"`
+
+	// deadline is when the monitor goes Down absent a heartbeat. While Down
+	// because a heartbeat was missed, it is the deadline that was missed.
+	// +optional
+	Deadline *metav1.MicroTime `json:"deadline,omitempty"`
+
+	// secretName is the Secret that holds the monitor's current push token.
+	// +optional
+	SecretName string `json:"secretName,omitempty"`
+
+	// observedGeneration is the generation of the spec last reconciled.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// conditions: Ready (token issued, endpoint serving) and Healthy (Up).
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// PushMonitor declares a job or service that must push heartbeats to pushmon,
+// and how long it may stay silent before pushmon reports it Down.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=pm,categories=pushmon
+// +kubebuilder:printcolumn:name="State",type=string,JSONPath=`.status.state`
+// +kubebuilder:printcolumn:name="Last Heartbeat",type=date,JSONPath=`.status.lastHeartbeatTime`
+// +kubebuilder:printcolumn:name="Timeout",type=string,JSONPath=`.spec.timeout`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+// +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.lastMessage`,priority=1
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].reason`,priority=1
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters (it is written into a label value)"
+type PushMonitor struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec declares the monitor.
+	// +required
+	Spec PushMonitorSpec `json:"spec"`
+
+	// status is what pushmon observed.
+	// +optional
+	Status PushMonitorStatus `json:"status,omitempty"`
+}
+
+// +kubebuilder:object:root=true
+
+// PushMonitorList is a list of PushMonitors.
+type PushMonitorList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PushMonitor `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PushMonitor{}, &PushMonitorList{})
+}
+
+// TimeoutDuration is spec.timeout, defaulted.
+func (m *PushMonitor) TimeoutDuration() time.Duration {
+	if m.Spec.Timeout == nil || m.Spec.Timeout.Duration <= 0 {
+		return DefaultTimeout
+	}
+	return m.Spec.Timeout.Duration
+}
+
+// IntervalDuration is spec.interval, defaulted to the timeout.
+func (m *PushMonitor) IntervalDuration() time.Duration {
+	if m.Spec.Interval == nil || m.Spec.Interval.Duration <= 0 {
+		return m.TimeoutDuration()
+	}
+	return m.Spec.Interval.Duration
+}
+
+// GracePeriodDuration is spec.gracePeriod, defaulted to max(1s, timeout/10).
+func (m *PushMonitor) GracePeriodDuration() time.Duration {
+	if m.Spec.GracePeriod != nil {
+		return max(m.Spec.GracePeriod.Duration, 0)
+	}
+	return max(MinDefaultGracePeriod, m.TimeoutDuration()/10)
+}
+
+// DeadlineFrom is when the monitor goes Down if nothing is heard after anchor.
+func (m *PushMonitor) DeadlineFrom(anchor time.Time) time.Time {
+	return anchor.Add(m.TimeoutDuration() + m.GracePeriodDuration())
+}
+
+// DesiredSecretName is spec.secretName, defaulted to <monitor-name>-push.
+func (m *PushMonitor) DesiredSecretName() string {
+	if m.Spec.SecretName != "" {
+		return m.Spec.SecretName
+	}
+	return m.Name + SecretNameSuffix
+}
+
+// ValidateSpec repeats the CRD's validation in Go, so that a spec that reached
+// the reconciler some other way (an older CRD, a disabled validation) is caught
+// as a terminal error instead of misbehaving.
+func (m *PushMonitor) ValidateSpec() error {
+	var errs []error
+	if len(m.Name) > MaxNameLength {
+		errs = append(errs, fmt.Errorf("metadata.name must be at most %d characters", MaxNameLength))
+	}
+	t := m.TimeoutDuration()
+	if t < MinTimeout {
+		errs = append(errs, fmt.Errorf("timeout must be at least %s", MinTimeout))
+	}
+	if t > MaxDuration {
+		errs = append(errs, errors.New("timeout must be at most 8760h (one year)"))
+	}
+	if i := m.Spec.Interval; i != nil {
+		if i.Duration <= 0 {
+			errs = append(errs, errors.New("interval must be greater than 0s"))
+		} else if i.Duration > t {
+			errs = append(errs, errors.New("interval must not be longer than timeout"))
+		}
+	}
+	if g := m.Spec.GracePeriod; g != nil && (g.Duration < 0 || g.Duration > MaxDuration) {
+		errs = append(errs, errors.New("gracePeriod must be between 0s and 8760h"))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,347 @@
+package controllers_test
+
+import (
+	"context"
+	"io"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+func jsonString(v any) (string, error) {
+	b, err := json.Marshal(v)
+	return string(b), err
+}
+
+// TestHeartbeatLifecycle walks one monitor through every transition:
+// Pending → Up → Down (HeartbeatMissed) → Up (Recovered) → Down
+// (DownReported) → Up (Recovered), one event per transition.
+func TestHeartbeatLifecycle(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "lifecycle", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(500 * time.Millisecond)})
+	tok := createMonitor(t, m)
+
+	mustPush(t, tok, "msg=first&value=42.5")
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("first"))
+	g.Expect(got.Status.LastValue).To(Equal("42.5"))
+	g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedUp))
+	g.Expect(got.Status.LastHeartbeatTime).NotTo(BeNil())
+	g.Expect(got.Status.Deadline).NotTo(BeNil())
+	g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.LastHeartbeatTime.Add(2500 * time.Millisecond)))
+	healthy := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(healthy.Status).To(Equal(metav1.ConditionTrue))
+
+	// Silence: Down at the deadline, promptly.
+	deadline := got.Status.Deadline.Time
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 10*time.Second)
+	delay := time.Since(deadline)
+	t.Logf("Down observed %v after the deadline (10ms polling of the API)", delay.Round(time.Millisecond))
+	g.Expect(delay).To(BeNumerically("<", time.Second), "Down visible within a second of the deadline")
+	healthy = meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(healthy.Status).To(Equal(metav1.ConditionFalse))
+	g.Expect(healthy.Message).To(MatchRegexp(`^no heartbeat for \d+s \(timeout 2s, grace 500ms\)$`))
+	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeWarning))
+	g.Expect(ev[0].Note).To(ContainSubstring("no heartbeat for"))
+	// One event per transition, not one per tick.
+	g.Consistently(func(g Gomega) {
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed))).To(Equal(1))
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
+	}).WithTimeout(1500 * time.Millisecond).Should(Succeed())
+
+	mustPush(t, tok, "msg=back")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 5*time.Second)
+	ev = expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeNormal))
+
+	// A down push flips it at once, with the client's message.
+	mustPush(t, tok, "status=down&msg=backup-failed")
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported, time.Second)
+	healthy = meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(healthy.Message).To(ContainSubstring("backup-failed"))
+	ev = expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeWarning))
+	g.Expect(ev[0].Note).To(ContainSubstring("backup-failed"))
+	out, err := runKubectl(t, "get", "pm", "-n", ns, "-o", "wide")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(out).To(MatchRegexp(`lifecycle\s+Down\s.*backup-failed`))
+
+	// A reported Down does not time out into HeartbeatMissed: it waits for
+	// an up push.
+	g.Consistently(func(g Gomega) {
+		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.HealthyCondition)
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonDownReported))
+	}).WithTimeout(3 * time.Second).Should(Succeed())
+
+	mustPush(t, tok, "status=up&msg=fixed")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, time.Second)
+	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 2)
+	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	assertTokenNowhere(t, tok, getMonitor(g, m))
+}
+
+// TestPushBeforeDeadlineKeepsUp: a client pushing every timeout (interval ==
+// timeout) never flaps, thanks to the grace period, and a push just before
+// the deadline moves it.
+func TestPushBeforeDeadlineKeepsUp(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "steady", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), Interval: dur(time.Second)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+
+	stop := make(chan struct{})
+	pusherDone := make(chan struct{})
+	go func() { // a client with interval == timeout
+		defer close(pusherDone)
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+				mustPush(t, tok, "")
+			}
+		}
+	}()
+	g.Consistently(func(g Gomega) {
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	}).WithTimeout(6 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	close(stop)
+	<-pusherDone
+
+	// A push 300ms before the deadline keeps it Up past the old deadline.
+	got := getMonitor(g, m)
+	oldDeadline := got.Status.Deadline.Time
+	waitUntil(oldDeadline.Add(-300 * time.Millisecond))
+	mustPush(t, tok, "msg=just-in-time")
+	waitUntil(oldDeadline.Add(200 * time.Millisecond))
+	got = getMonitor(g, m)
+	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	g.Expect(got.Status.LastMessage).To(Equal("just-in-time"))
+	g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+}
+
+// TestNeverPingedGoesDown: a monitor that never hears a heartbeat goes Down
+// one timeout + grace after it is first watched.
+func TestNeverPingedGoesDown(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "silent", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), GracePeriod: dur(time.Second)})
+	createMonitor(t, m)
+	created := getMonitor(g, m).CreationTimestamp.Time
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 10*time.Second)
+	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(c.Message).To(ContainSubstring("no heartbeat received"))
+	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", created.Add(2*time.Second-time.Second)), "not before timeout+grace")
+	g.Expect(c.LastTransitionTime.Time).To(BeTemporally(">=", created.Add(time.Second)))
+	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+}
+
+// TestRestartSafety: an operator stopped for longer than a timeout comes
+// back without a false Down, then declares Down one timeout + grace later;
+// a Down it did not see stays Down.
+func TestRestartSafety(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "restart", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(time.Second)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "")
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+
+	stopManager()
+	waitUntil(got.Status.Deadline.Add(2 * time.Second)) // well past the deadline while no operator runs
+	restarted := time.Now()
+	g.Expect(startManager()).To(Succeed())
+
+	g.Consistently(func(g Gomega) {
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	}).WithTimeout(2 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 5*time.Second)
+	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", restarted.Add(3*time.Second)), "anchored at the restart")
+	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+
+	// Restart again while Down: it stays Down, no false Recovered.
+	stopManager()
+	g.Expect(startManager()).To(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
+		g.Expect(events(g, m, monitoringv1alpha1.ReasonRecovered)).To(BeEmpty())
+	}).WithTimeout(4 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+
+	mustPush(t, tok, "")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 5*time.Second)
+}
+
+// TestSuspendResume: no Down while suspended, heartbeats still recorded;
+// resuming restarts the deadline from the resume.
+func TestSuspendResume(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "paused", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), GracePeriod: dur(time.Second), Suspend: true})
+	tok := createMonitor(t, m)
+	got := expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonSuspended, 5*time.Second)
+	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(c.Status).To(Equal(metav1.ConditionUnknown))
+
+	mustPush(t, tok, "msg=while-suspended")
+	g.Eventually(func(g Gomega) {
+		g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("while-suspended"))
+	}).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateSuspended))
+	}).WithTimeout(3 * time.Second).Should(Succeed(), "well past timeout + grace, still Suspended")
+	g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+
+	got = getMonitor(g, m)
+	got.Spec.Suspend = false
+	resumed := time.Now()
+	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", resumed.Add(2*time.Second)))
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 5*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+
+	// Suspending a Down monitor silences it.
+	got.Spec.Suspend = true
+	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonSuspended, 5*time.Second)
+}
+
+// TestPushAnswers checks every answer of the push endpoint against the real
+// server.
+func TestPushAnswers(t *testing.T) {
+	ns := newNamespace(t)
+	m := monitor(ns, "answers", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	tok := createMonitor(t, m)
+	otherNs := newNamespace(t)
+	deleted := monitor(otherNs, "deleted", monitoringv1alpha1.PushMonitorSpec{})
+	deletedTok := createMonitor(t, deleted)
+	NewWithT(t).Expect(k8sClient.Delete(context.Background(), deleted)).To(Succeed())
+
+	long := strings.Repeat("é", 1000) // 2000 bytes
+	cases := []struct {
+		name, method, tok, query string
+		body                     string
+		code                     int
+		bodyHas                  string
+		lastMessage, lastValue   *string
+	}{
+		{"POST without parameters", "POST", tok, "", "", 200, `{"ok":true}`, strp(""), strp("")},
+		{"GET works too", "GET", tok, "msg=get", "", 200, `{"ok":true}`, strp("get"), nil},
+		{"status up explicit", "POST", tok, "status=up&msg=ok&value=3", "", 200, `{"ok":true}`, strp("ok"), strp("3")},
+		{"ping is value's alias", "POST", tok, "ping=12.5", "", 200, `{"ok":true}`, nil, strp("12.5")},
+		{"empty ping as Uptime Kuma sends it", "GET", tok, "status=up&msg=OK&ping=", "", 200, `{"ok":true}`, strp("OK"), strp("")},
+		{"value wins over ping", "POST", tok, "value=1&ping=2", "", 200, `{"ok":true}`, nil, strp("1")},
+		{"long msg is truncated, not refused", "POST", tok, "msg=" + long, "", 200, `{"ok":true}`, strp(strings.Repeat("é", 512)), nil},
+		{"small body is fine", "POST", tok, "", "hello", 200, `{"ok":true}`, nil, nil},
+		{"unknown status", "POST", tok, "status=sideways", "", 400, `invalid status \"sideways\": must be up or down`, nil, nil},
+		{"non-numeric value", "POST", tok, "value=abc", "", 400, `invalid value \"abc\": must be a finite number`, nil, nil},
+		{"non-numeric ping", "POST", tok, "ping=fast", "", 400, `invalid ping \"fast\"`, nil, nil},
+		{"NaN value", "POST", tok, "value=NaN", "", 400, "must be a finite number", nil, nil},
+		{"malformed query", "POST", tok, "msg=%zz", "", 400, "malformed query string", nil, nil},
+		{"unknown token", "POST", strings.Repeat("A", 43), "", "", 404, `{"ok":false,"msg":"unknown push token"}`, nil, nil},
+		{"malformed token", "POST", "nope", "", "", 404, `{"ok":false,"msg":"unknown push token"}`, nil, nil},
+		{"token of a deleted monitor", "POST", deletedTok, "", "", 404, `{"ok":false,"msg":"unknown push token"}`, nil, nil},
+		{"PUT", "PUT", tok, "", "", 405, "method not allowed", nil, nil},
+		{"DELETE", "DELETE", tok, "", "", 405, "method not allowed", nil, nil},
+		{"body over the cap", "POST", tok, "", strings.Repeat("x", 17<<10), 413, "request body larger than", nil, nil},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			var before metav1.MicroTime
+			if s := getMonitor(g, m).Status.LastHeartbeatTime; s != nil {
+				before = *s
+			}
+			var code int
+			var body string
+			g.Eventually(func() int { // the deleted monitor's cache entry may linger for a moment
+				code, body = doPush(t, tc.method, tc.tok, tc.query, tc.body)
+				return code
+			}).Should(Equal(tc.code), func() string { return body })
+			g.Expect(body).To(ContainSubstring(tc.bodyHas))
+			if tc.code != 200 {
+				g.Expect(getMonitor(g, m).Status.LastHeartbeatTime).To(Or(BeNil(), Equal(&before)), "a refused push records nothing")
+				return
+			}
+			// 200 means stored: read it back right away.
+			got := getMonitor(g, m)
+			g.Expect(got.Status.LastHeartbeatTime.After(before.Time)).To(BeTrue())
+			if tc.lastMessage != nil {
+				g.Expect(got.Status.LastMessage).To(Equal(*tc.lastMessage))
+			}
+			if tc.lastValue != nil {
+				g.Expect(got.Status.LastValue).To(Equal(*tc.lastValue))
+			}
+		})
+	}
+	NewWithT(t).Expect(logs.String()).NotTo(ContainSubstring(tok))
+}
+
+// TestConcurrentPushes: many clients at once, every push answered 200 and
+// recorded, no race.
+func TestConcurrentPushes(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "busy", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Minute)})
+	tok := createMonitor(t, m)
+	const clients, each = 20, 10
+	var wg sync.WaitGroup
+	codes := make(chan int, clients*each)
+	for c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				code, _ := doPush(t, "POST", tok, fmt.Sprintf("msg=c%d-%d&value=%d", c, i, i), "")
+				codes <- code
+			}
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		g.Expect(code).To(Equal(http.StatusOK))
+	}
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	g.Expect(got.Status.LastMessage).To(MatchRegexp(`^c\d+-\d+$`))
+	g.Expect(got.Status.LastValue).To(MatchRegexp(`^\d$`))
+}
+
+func strp(s string) *string { return &s }
+
+func doPush(t *testing.T, method, tok, query, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, pushURL(tok, query), strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("push: %v", err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("reading push answer: %v", err)
+	}
+	return resp.StatusCode, string(b)
+}

@@ -1,0 +1,256 @@
+// Package controllers holds the PushMonitor reconciler. It runs on the
+// elected leader only and is the one place that decides Up and Down.
+package controllers
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/events"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// Event actions (events.k8s.io requires one per event).
+const (
+	actionIssueToken = "IssueToken"
+	actionEvaluate   = "EvaluateHeartbeats"
+	actionValidate   = "ValidateSpec"
+)
+
+// Ready reasons that only the reconciler uses.
+const reasonInvalidSpec = "InvalidSpec"
+
+// conflictRetry is how often a monitor whose Secret name is taken by a
+// foreign Secret looks again (pushmon does not watch unlabeled Secrets).
+const conflictRetry = time.Minute
+
+// PushMonitorReconciler keeps a PushMonitor's token Secret, state, conditions
+// and events current.
+type PushMonitorReconciler struct {
+	client.Client
+	// APIReader reads around the cache (which holds only labeled Secrets).
+	APIReader client.Reader
+	Recorder  events.EventRecorder
+	// PushBaseURL is the base of the url written into each Secret.
+	PushBaseURL string
+	// Now is the clock; time.Now when nil.
+	Now func() time.Time
+	// MaxConcurrentReconciles defaults to 1.
+	MaxConcurrentReconciles int
+
+	// watchStarts holds, per monitor, when this process began watching it (or
+	// last saw it resumed): the anchor that keeps a restart or failover from
+	// declaring a false Down.
+	watchStarts sync.Map // types.NamespacedName -> watchStart
+}
+
+type watchStart struct {
+	uid types.UID
+	at  time.Time
+}
+
+// +kubebuilder:rbac:groups=monitoring.pushmon.dev,resources=pushmonitors,verbs=get;list;watch
+// +kubebuilder:rbac:groups=monitoring.pushmon.dev,resources=pushmonitors/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// Reconcile brings one PushMonitor's Secret and status up to date and
+// requeues itself at the monitor's deadline.
+func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	var m monitoringv1alpha1.PushMonitor
+	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
+		if apierrors.IsNotFound(err) {
+			r.watchStarts.Delete(req.NamespacedName)
+			return ctrl.Result{}, nil
+		}
+		return ctrl.Result{}, err
+	}
+	if !m.DeletionTimestamp.IsZero() {
+		// The Secret goes with the monitor through its owner reference.
+		return ctrl.Result{}, nil
+	}
+	orig := m.DeepCopy()
+	now := r.now()
+
+	if err := m.ValidateSpec(); err != nil {
+		// Terminal: retrying cannot help until the spec changes.
+		if r.setReady(&m, metav1.ConditionFalse, reasonInvalidSpec, err.Error()) {
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, reasonInvalidSpec, actionValidate, "%s", err.Error())
+		}
+		m.Status.ObservedGeneration = m.Generation
+		return ctrl.Result{}, r.patchStatus(ctx, orig, &m, false)
+	}
+
+	result := ctrl.Result{}
+	change, secretErr := r.reconcileSecret(ctx, &m)
+	switch {
+	case isSecretConflict(secretErr):
+		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretConflict, secretErr.Error()) {
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonSecretConflict, actionIssueToken, "%s", secretErr.Error())
+		}
+		result.RequeueAfter = conflictRetry
+		secretErr = nil
+	case secretErr != nil:
+		r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretError, secretErr.Error())
+	default:
+		name := m.DesiredSecretName()
+		m.Status.SecretName = name
+		r.setReady(&m, metav1.ConditionTrue, monitoringv1alpha1.ReasonTokenIssued, "push token issued into Secret "+name)
+	}
+
+	var h health
+	if m.Status.SecretName == "" {
+		// No token anywhere: nobody can push, so there is nothing to time.
+		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
+			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no push token issued yet"}
+	} else {
+		h = evaluate(&m, now, r.watchStart(orig, now))
+	}
+	r.applyHealth(&m, h)
+	if secretErr == nil {
+		m.Status.ObservedGeneration = m.Generation
+	}
+
+	// A HeartbeatMissed Down is written only if status is unchanged since it
+	// was read, so a heartbeat stored in the meantime always wins.
+	missed := h.State == monitoringv1alpha1.StateDown && h.Reason == monitoringv1alpha1.ReasonHeartbeatMissed &&
+		!sameHealth(orig, h)
+	if err := r.patchStatus(ctx, orig, &m, missed); err != nil {
+		return ctrl.Result{}, err
+	}
+	r.emitEvents(orig, &m, h, change)
+	if secretErr != nil {
+		return ctrl.Result{}, secretErr
+	}
+	if h.RecheckAfter > 0 && (result.RequeueAfter == 0 || h.RecheckAfter < result.RequeueAfter) {
+		result.RequeueAfter = h.RecheckAfter
+	}
+	return result, nil
+}
+
+// watchStart is when this process began watching the monitor, reset when
+// the monitor is resumed so that resuming restarts the deadline.
+func (r *PushMonitorReconciler) watchStart(m *monitoringv1alpha1.PushMonitor, now time.Time) time.Time {
+	key := client.ObjectKeyFromObject(m)
+	resumed := m.Status.State == monitoringv1alpha1.StateSuspended && !m.Spec.Suspend
+	if v, ok := r.watchStarts.Load(key); ok && !resumed {
+		if ws := v.(watchStart); ws.uid == m.UID {
+			return ws.at
+		}
+	}
+	r.watchStarts.Store(key, watchStart{uid: m.UID, at: now})
+	return now
+}
+
+// setReady sets the Ready condition and reports whether its status or
+// reason changed (the moment to emit an event).
+func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, status metav1.ConditionStatus, reason, msg string) bool {
+	prev := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
+	changed := prev == nil || prev.Status != status || prev.Reason != reason
+	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
+		Type: monitoringv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: msg,
+		ObservedGeneration: m.Generation,
+	})
+	return changed
+}
+
+func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health) {
+	m.Status.State = h.State
+	if h.Deadline != nil {
+		d := metav1.NewMicroTime(*h.Deadline)
+		m.Status.Deadline = &d
+	} else {
+		m.Status.Deadline = nil
+	}
+	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
+		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: h.Message,
+		ObservedGeneration: m.Generation,
+	})
+}
+
+// sameHealth reports whether status already shows h's state and reason.
+func sameHealth(m *monitoringv1alpha1.PushMonitor, h health) bool {
+	c := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	return m.Status.State == h.State && c != nil && c.Reason == h.Reason
+}
+
+func (r *PushMonitorReconciler) patchStatus(ctx context.Context, orig, m *monitoringv1alpha1.PushMonitor, optimistic bool) error {
+	if equalStatus(&orig.Status, &m.Status) {
+		return nil
+	}
+	var patch client.Patch
+	if optimistic {
+		patch = client.MergeFromWithOptions(orig, client.MergeFromWithOptimisticLock{})
+	} else {
+		patch = client.MergeFrom(orig)
+	}
+	// A monitor deleted since it was read needs no status.
+	return client.IgnoreNotFound(r.Status().Patch(ctx, m, patch))
+}
+
+// emitEvents emits one event per transition, after the transition is stored.
+func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonitor, h health, change tokenChange) {
+	switch change {
+	case tokenIssued:
+		if orig.Status.SecretName == m.Status.SecretName {
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+				"push token issued again into Secret %s (it was deleted or held no valid token); clients need the new URL", m.Status.SecretName)
+		} else {
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+				"push token issued into Secret %s", m.Status.SecretName)
+		}
+	case tokenMoved:
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+			"push token moved from Secret %s into Secret %s", orig.Status.SecretName, m.Status.SecretName)
+	}
+	if sameHealth(orig, h) {
+		return
+	}
+	switch {
+	case h.State == monitoringv1alpha1.StateDown:
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, h.Reason, actionEvaluate, "%s", h.Message)
+	case h.State == monitoringv1alpha1.StateUp && orig.Status.State == monitoringv1alpha1.StateDown:
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonRecovered, actionEvaluate, "%s", recoveredNote(m))
+	}
+}
+
+func recoveredNote(m *monitoringv1alpha1.PushMonitor) string {
+	if m.Status.LastMessage != "" {
+		return "heartbeats arrive again: " + m.Status.LastMessage
+	}
+	return "heartbeats arrive again"
+}
+
+func (r *PushMonitorReconciler) now() time.Time {
+	if r.Now != nil {
+		return r.Now()
+	}
+	return time.Now()
+}
+
+// SetupWithManager registers the reconciler. It watches PushMonitors (spec
+// and status: heartbeats arrive as status writes) and the Secrets they own;
+// the manager's cache holds only Secrets with pushmon's labels.
+func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&monitoringv1alpha1.PushMonitor{}).
+		Owns(&corev1.Secret{}).
+		Named("pushmonitor").
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
+		Complete(r)
+}
+
+func equalStatus(a, b *monitoringv1alpha1.PushMonitorStatus) bool {
+	return equality.Semantic.DeepEqual(a, b)
+}

@@ -1,0 +1,167 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"strconv"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/token"
+)
+
+// errSecretConflict: the wanted Secret exists and is not this monitor's.
+type errSecretConflict struct{ name string }
+
+func (e *errSecretConflict) Error() string {
+	return fmt.Sprintf("Secret %q already exists and is not managed by this PushMonitor; pushmon does not overwrite it (delete it or set spec.secretName)", e.name)
+}
+
+// tokenChange says what reconcileSecret did to the token, for the event.
+type tokenChange int
+
+const (
+	tokenUnchanged tokenChange = iota
+	tokenIssued
+	tokenMoved
+)
+
+// reconcileSecret makes sure the monitor's token lives in the Secret its spec
+// names: it issues a token on first sight, issues one again if the Secret was
+// deleted, moves the token when spec.secretName changes, and keeps url and
+// interval current. It never touches a Secret this monitor does not control.
+func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitoringv1alpha1.PushMonitor) (tokenChange, error) {
+	name := m.DesiredSecretName()
+	var s corev1.Secret
+	// The cache holds only Secrets with pushmon's labels; a foreign Secret of
+	// this name shows up as AlreadyExists on create below.
+	err := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: name}, &s)
+	if err == nil {
+		if !metav1.IsControlledBy(&s, m) {
+			return tokenUnchanged, &errSecretConflict{name: name}
+		}
+		return r.refreshSecret(ctx, m, &s)
+	}
+	if !apierrors.IsNotFound(err) {
+		return tokenUnchanged, fmt.Errorf("reading Secret %q: %w", name, err)
+	}
+
+	change := tokenIssued
+	tok, old, err := r.tokenToMove(ctx, m, name)
+	if err != nil {
+		return tokenUnchanged, err
+	}
+	if tok != "" {
+		change = tokenMoved
+	} else if tok, err = token.New(); err != nil {
+		return tokenUnchanged, err
+	}
+
+	s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name}, Type: corev1.SecretTypeOpaque}
+	r.fillSecret(m, &s, tok)
+	if err := controllerutil.SetControllerReference(m, &s, r.Scheme()); err != nil {
+		return tokenUnchanged, err
+	}
+	if err := r.Create(ctx, &s); err != nil {
+		if !apierrors.IsAlreadyExists(err) {
+			return tokenUnchanged, fmt.Errorf("creating Secret %q: %w", name, err)
+		}
+		// Either a foreign Secret, or ours and the cache has not seen it yet.
+		var live corev1.Secret
+		if err := r.APIReader.Get(ctx, client.ObjectKeyFromObject(&s), &live); err != nil {
+			return tokenUnchanged, fmt.Errorf("reading Secret %q: %w", name, err)
+		}
+		if !metav1.IsControlledBy(&live, m) {
+			return tokenUnchanged, &errSecretConflict{name: name}
+		}
+		return tokenUnchanged, nil
+	}
+	if old != nil {
+		if err := r.Delete(ctx, old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
+			return change, fmt.Errorf("deleting previous Secret %q: %w", old.Name, err)
+		}
+	}
+	return change, nil
+}
+
+// tokenToMove returns the token of the Secret the monitor used until now, if
+// spec.secretName moved away from it and the old Secret is still this
+// monitor's, so that clients keep working across the rename.
+func (r *PushMonitorReconciler) tokenToMove(ctx context.Context, m *monitoringv1alpha1.PushMonitor, newName string) (string, *corev1.Secret, error) {
+	oldName := m.Status.SecretName
+	if oldName == "" || oldName == newName {
+		return "", nil, nil
+	}
+	var old corev1.Secret
+	err := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: oldName}, &old)
+	if apierrors.IsNotFound(err) {
+		return "", nil, nil
+	}
+	if err != nil {
+		return "", nil, fmt.Errorf("reading previous Secret %q: %w", oldName, err)
+	}
+	tok := string(old.Data[token.SecretKeyToken])
+	if !metav1.IsControlledBy(&old, m) || !token.WellFormed(tok) {
+		return "", nil, nil
+	}
+	return tok, &old, nil
+}
+
+// refreshSecret brings an existing Secret of this monitor up to date: labels,
+// url and interval; a missing or malformed token is issued anew.
+func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoringv1alpha1.PushMonitor, s *corev1.Secret) (tokenChange, error) {
+	change := tokenUnchanged
+	tok := string(s.Data[token.SecretKeyToken])
+	if !token.WellFormed(tok) {
+		var err error
+		if tok, err = token.New(); err != nil {
+			return tokenUnchanged, err
+		}
+		change = tokenIssued
+	}
+	want := s.DeepCopy()
+	r.fillSecret(m, want, tok)
+	if maps.EqualFunc(want.Data, s.Data, bytesEqual) && maps.Equal(want.Labels, s.Labels) {
+		return change, nil
+	}
+	if err := r.Patch(ctx, want, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
+		return tokenUnchanged, fmt.Errorf("updating Secret %q: %w", s.Name, err)
+	}
+	return change, nil
+}
+
+// fillSecret sets the labels and data of a monitor's Secret.
+func (r *PushMonitorReconciler) fillSecret(m *monitoringv1alpha1.PushMonitor, s *corev1.Secret, tok string) {
+	if s.Labels == nil {
+		s.Labels = map[string]string{}
+	}
+	s.Labels[token.LabelManagedBy] = token.LabelManagedByValue
+	s.Labels[token.LabelMonitor] = m.Name
+	s.Data = map[string][]byte{
+		token.SecretKeyToken:    []byte(tok),
+		token.SecretKeyURL:      []byte(token.PushURL(r.PushBaseURL, tok)),
+		token.SecretKeyInterval: []byte(intervalSeconds(m.IntervalDuration())),
+	}
+}
+
+// intervalSeconds renders the interval as whole seconds (at least 1), the
+// form `sleep "$PUSH_INTERVAL"` and int() both read.
+func intervalSeconds(d time.Duration) string {
+	return strconv.FormatInt(max(int64(d/time.Second), 1), 10)
+}
+
+func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
+
+func isSecretConflict(err error) bool {
+	var c *errSecretConflict
+	return errors.As(err, &c)
+}

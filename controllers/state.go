@@ -1,0 +1,111 @@
+package controllers
+
+import (
+	"fmt"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// health is the monitor's evaluated state: what status should say now, and
+// when to look again.
+type health struct {
+	State   monitoringv1alpha1.MonitorState
+	Status  metav1.ConditionStatus // of the Healthy condition
+	Reason  string
+	Message string
+	// Deadline is when the monitor goes Down absent a heartbeat; while Down
+	// for a missed heartbeat, the deadline that was missed. Nil otherwise.
+	Deadline *time.Time
+	// RecheckAfter is when to evaluate again if nothing changes; 0 = never.
+	RecheckAfter time.Duration
+}
+
+// evaluate is the state machine (DESIGN.md "Timing rules"). It is pure: now
+// and watchStart (when this leader began watching the monitor, or when it
+// was last resumed) come from the caller.
+//
+//	Suspended                  while spec.suspend
+//	Down (DownReported)        while the last heartbeat said status=down
+//	Down (HeartbeatMissed)     once now >= anchor + timeout + grace, where
+//	                           anchor = max(last heartbeat, watchStart); and
+//	                           after that until a newer heartbeat arrives
+//	Pending                    before the first heartbeat
+//	Up                         otherwise
+func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) health {
+	if m.Spec.Suspend {
+		return health{
+			State: monitoringv1alpha1.StateSuspended, Status: metav1.ConditionUnknown,
+			Reason: monitoringv1alpha1.ReasonSuspended, Message: "spec.suspend is true: heartbeats are recorded, no Down transitions",
+		}
+	}
+	st := &m.Status
+	var last *time.Time
+	if st.LastHeartbeatTime != nil {
+		t := st.LastHeartbeatTime.Time
+		last = &t
+	}
+
+	if last != nil && st.LastReportedStatus == monitoringv1alpha1.ReportedDown {
+		msg := "the client reported status=down"
+		if st.LastMessage != "" {
+			msg += ": " + st.LastMessage
+		}
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: monitoringv1alpha1.ReasonDownReported, Message: msg}
+	}
+
+	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
+	if st.State == monitoringv1alpha1.StateDown && prev != nil &&
+		prev.Reason == monitoringv1alpha1.ReasonHeartbeatMissed && st.Deadline != nil {
+		// A missed heartbeat stays missed until one arrives that is newer than
+		// the one the missed deadline was computed from. Status carries this,
+		// so a restarted or new leader does not clear a Down it did not see.
+		missed := st.Deadline.Time
+		if last == nil || !m.DeadlineFrom(*last).After(missed) {
+			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+				Reason: prev.Reason, Message: prev.Message, Deadline: &missed}
+		}
+	}
+
+	anchor := watchStart
+	if last != nil && last.After(anchor) {
+		anchor = *last
+	}
+	deadline := m.DeadlineFrom(anchor)
+	if !now.Before(deadline) {
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, Message: missedMessage(m, last, watchStart, now),
+			Deadline: &deadline}
+	}
+	if last == nil {
+		return health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
+			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no heartbeat received yet",
+			Deadline: &deadline, RecheckAfter: deadline.Sub(now)}
+	}
+	h := health{State: monitoringv1alpha1.StateUp, Status: metav1.ConditionTrue,
+		Reason: monitoringv1alpha1.ReasonHeartbeatReceived, Message: "heartbeats arrive within the timeout",
+		Deadline: &deadline, RecheckAfter: deadline.Sub(now)}
+	if st.State == monitoringv1alpha1.StateDown {
+		h.Reason, h.Message = monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"
+	} else if st.State == monitoringv1alpha1.StateUp && prev != nil && prev.Status == metav1.ConditionTrue {
+		// Keep the reason (e.g. Recovered) while Up, so a heartbeat does not
+		// rewrite the condition.
+		h.Reason, h.Message = prev.Reason, prev.Message
+	}
+	return h
+}
+
+// missedMessage says how long the monitor has been silent, e.g.
+// "no heartbeat for 5m12s (timeout 5m0s, grace 30s)".
+func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now time.Time) string {
+	limits := fmt.Sprintf("(timeout %s, grace %s)", m.TimeoutDuration(), m.GracePeriodDuration())
+	if last == nil {
+		return fmt.Sprintf("no heartbeat received in the %s since pushmon began watching %s",
+			now.Sub(watchStart).Round(time.Second), limits)
+	}
+	return fmt.Sprintf("no heartbeat for %s %s", now.Sub(*last).Round(time.Second), limits)
+}

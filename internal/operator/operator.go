@@ -1,0 +1,73 @@
+// Package operator wires pushmon's parts into a controller-runtime manager:
+// the token index, the reconciler and the push endpoint. cmd/main.go and the
+// integration tests both start pushmon through it, so tests run what ships.
+package operator
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/pushmon/pushmon/controllers"
+	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/push"
+	"github.com/pushmon/pushmon/internal/token"
+)
+
+// Config is what Setup needs beyond the manager.
+type Config struct {
+	// PushAddr is the push endpoint's listen address.
+	PushAddr string
+	// PushBaseURL is the base of the url written into each Secret.
+	PushBaseURL string
+	// Concurrency is the reconciler's MaxConcurrentReconciles.
+	Concurrency int
+	// Now is the reconciler's clock (tests); time.Now when nil.
+	Now func() time.Time
+}
+
+// CacheOptions restricts the manager's Secret cache to the Secrets pushmon
+// labeled, so pushmon never holds other Secrets of the cluster in memory.
+func CacheOptions() cache.Options {
+	return cache.Options{
+		ByObject: map[client.Object]cache.ByObject{
+			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
+		},
+	}
+}
+
+// Setup adds pushmon to mgr and returns the push server (whose Addr tells
+// where it listens once the manager runs).
+func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, error) {
+	if err := token.SetupIndex(ctx, mgr.GetFieldIndexer()); err != nil {
+		return nil, fmt.Errorf("indexing token secrets: %w", err)
+	}
+	r := &controllers.PushMonitorReconciler{
+		Client:                  mgr.GetClient(),
+		APIReader:               mgr.GetAPIReader(),
+		Recorder:                mgr.GetEventRecorder("pushmon"),
+		PushBaseURL:             cfg.PushBaseURL,
+		Now:                     cfg.Now,
+		MaxConcurrentReconciles: cfg.Concurrency,
+	}
+	if err := r.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
+	}
+	srv := push.New(push.Options{Addr: cfg.PushAddr},
+		&token.Index{Reader: mgr.GetCache()},
+		&heartbeat.Writer{Client: mgr.GetClient()},
+		mgr.GetLogger().WithName("push"))
+	if err := mgr.Add(srv); err != nil {
+		return nil, fmt.Errorf("adding the push endpoint: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("push-endpoint", srv.ReadyCheck); err != nil {
+		return nil, err
+	}
+	return srv, nil
+}

@@ -1,0 +1,92 @@
+package token
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// DigestField indexes pushmon's Secrets by the digest of their token.
+const DigestField = ".pushmon.tokenDigest"
+
+// ErrUnknown is returned for any token that does not lead to a live monitor,
+// whatever the reason, so that callers answer all of them alike.
+var ErrUnknown = errors.New("unknown push token")
+
+// SetupIndex registers DigestField with the manager's cache. The cache holds
+// only Secrets with pushmon's labels (see cmd/main.go), so the index does too.
+func SetupIndex(ctx context.Context, indexer client.FieldIndexer) error {
+	return indexer.IndexField(ctx, &corev1.Secret{}, DigestField, func(o client.Object) []string {
+		s, ok := o.(*corev1.Secret)
+		if !ok || s.Labels[LabelManagedBy] != LabelManagedByValue {
+			return nil
+		}
+		tok, ok := s.Data[SecretKeyToken]
+		if !ok || len(tok) == 0 {
+			return nil
+		}
+		return []string{Digest(string(tok))}
+	})
+}
+
+// Index finds the monitor a token belongs to, from the manager's cache.
+type Index struct {
+	// Reader must be the manager's cache (it serves DigestField).
+	Reader client.Reader
+}
+
+// Lookup returns the monitor whose Secret holds tok, or ErrUnknown. The
+// returned monitor is shared with the cache and must not be modified.
+func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.PushMonitor, error) {
+	if !WellFormed(tok) {
+		return nil, ErrUnknown
+	}
+	var secrets corev1.SecretList
+	if err := i.Reader.List(ctx, &secrets,
+		client.MatchingFields{DigestField: Digest(tok)},
+		client.UnsafeDisableDeepCopy,
+	); err != nil {
+		return nil, fmt.Errorf("listing token secrets: %w", err)
+	}
+	if len(secrets.Items) != 1 {
+		// Zero: unknown. More than one would take a 256-bit collision or a
+		// copied Secret; refusing is the safe answer either way.
+		return nil, ErrUnknown
+	}
+	s := &secrets.Items[0]
+	owner := monitorOwner(s)
+	if owner == nil {
+		return nil, ErrUnknown
+	}
+	var m monitoringv1alpha1.PushMonitor
+	err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, &m, client.UnsafeDisableDeepCopy)
+	if apierrors.IsNotFound(err) {
+		return nil, ErrUnknown
+	}
+	if err != nil {
+		return nil, fmt.Errorf("reading monitor: %w", err)
+	}
+	if m.UID != owner.UID || !m.DeletionTimestamp.IsZero() || m.Status.SecretName != s.Name {
+		return nil, ErrUnknown
+	}
+	return &m, nil
+}
+
+// monitorOwner is the PushMonitor controlling s, if any.
+func monitorOwner(s *corev1.Secret) *metav1.OwnerReference {
+	for i, ref := range s.OwnerReferences {
+		if ref.Controller != nil && *ref.Controller &&
+			ref.Kind == "PushMonitor" && ref.APIVersion == monitoringv1alpha1.GroupVersion.String() {
+			return &s.OwnerReferences[i]
+		}
+	}
+	return nil
+}
