@@ -41,7 +41,7 @@ func main() {
 func run() error {
 	var (
 		metricsAddr, probeAddr, pushAddr, pushBaseURL string
-		leaderElect, secureMetrics, enableHTTP2      bool
+		leaderElect, secureMetrics, enableHTTP2       bool
 		apiQPS                                        float64
 		apiBurst, concurrency                         int
 	)

@@ -2,9 +2,9 @@ package controllers_test
 
 import (
 	"context"
-	"io"
 	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -207,7 +207,7 @@ func TestSuspendResume(t *testing.T) {
 	}).Should(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateSuspended))
-	}).WithTimeout(3 * time.Second).Should(Succeed(), "well past timeout + grace, still Suspended")
+	}).WithTimeout(3*time.Second).Should(Succeed(), "well past timeout + grace, still Suspended")
 	g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
 
 	got = getMonitor(g, m)
