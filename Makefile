@@ -32,9 +32,11 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests from markers.
 generate: controller-gen ## Generate DeepCopy methods from markers.
 	$(CONTROLLER_GEN) object paths="./..."
 
+GO_FILES = $(shell find . -name '*.go' -not -path './bin/*')
+
 .PHONY: fmt
 fmt: ## Run gofmt over the code.
-	gofmt -l -w $$(git ls-files '*.go')
+	gofmt -l -w $(GO_FILES)
 
 .PHONY: vet
 vet: ## Run go vet.
@@ -42,11 +44,11 @@ vet: ## Run go vet.
 
 .PHONY: lint
 lint: ## Fail if gofmt or go vet finds anything.
-	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	@out=$$(gofmt -l $(GO_FILES)); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	go vet ./...
 
 .PHONY: test
-test: controlplane lint ## Run every test (unit and integration, -race); builds the control plane once.
+test: controlplane lint verify-generated ## Run every test (unit and integration, -race); builds the control plane once.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: verify-generated
