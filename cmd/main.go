@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -18,6 +19,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
 )
 
@@ -44,6 +46,7 @@ func run() error {
 		leaderElect, secureMetrics, enableHTTP2       bool
 		apiQPS                                        float64
 		apiBurst, concurrency                         int
+		heartbeatWindow                               time.Duration
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
@@ -55,6 +58,8 @@ func run() error {
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API.")
 	flag.IntVar(&apiBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "PushMonitors reconciled in parallel.")
+	flag.DurationVar(&heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
+		"Write a monitor's heartbeat at most once per window (capped at its gracePeriod) while its state does not change; 0 writes every push.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -90,7 +95,9 @@ func run() error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := operator.Setup(ctx, mgr, operator.Config{PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency}); err != nil {
+	if _, err := operator.Setup(ctx, mgr, operator.Config{
+		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
+	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {

@@ -229,7 +229,9 @@ func TestSuspendResume(t *testing.T) {
 // server.
 func TestPushAnswers(t *testing.T) {
 	ns := newNamespace(t)
-	m := monitor(ns, "answers", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	// gracePeriod 0 makes the heartbeat window 0: every push is written
+	// before its answer, so each case can read it back at once.
+	m := monitor(ns, "answers", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), GracePeriod: dur(0)})
 	tok := createMonitor(t, m)
 	otherNs := newNamespace(t)
 	deleted := monitor(otherNs, "deleted", monitoringv1alpha1.PushMonitorSpec{})

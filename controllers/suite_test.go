@@ -26,6 +26,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
 )
 
@@ -130,6 +131,7 @@ func startManager() error {
 	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: "http://" + pushAddr, Concurrency: 4,
+		HeartbeatWindow: heartbeat.DefaultWindow,
 	})
 	if err != nil {
 		cancel()

@@ -28,6 +28,9 @@ type Config struct {
 	PushBaseURL string
 	// Concurrency is the reconciler's MaxConcurrentReconciles.
 	Concurrency int
+	// HeartbeatWindow bounds heartbeat writes to one per window per monitor
+	// (and replica) while its state does not change; 0 writes every push.
+	HeartbeatWindow time.Duration
 	// Now is the reconciler's clock (tests); time.Now when nil.
 	Now func() time.Time
 }
@@ -59,9 +62,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
 	}
+	coalescer := &heartbeat.Coalescer{
+		Writer: &heartbeat.Writer{Client: mgr.GetClient()},
+		Window: cfg.HeartbeatWindow,
+		Log:    mgr.GetLogger().WithName("heartbeat"),
+	}
+	if err := mgr.Add(coalescer); err != nil {
+		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
+	}
 	srv := push.New(push.Options{Addr: cfg.PushAddr},
 		&token.Index{Reader: mgr.GetCache()},
-		&heartbeat.Writer{Client: mgr.GetClient()},
+		coalescer,
 		mgr.GetLogger().WithName("push"))
 	if err := mgr.Add(srv); err != nil {
 		return nil, fmt.Errorf("adding the push endpoint: %w", err)

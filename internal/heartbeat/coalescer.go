@@ -1,0 +1,256 @@
+package heartbeat
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/go-logr/logr"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/types"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// DefaultWindow is the default resolution window: how often at most a
+// monitor's heartbeat is written while its state does not change.
+const DefaultWindow = 5 * time.Second
+
+// flushMargin is how long before the deadline of the last written heartbeat
+// a held heartbeat is written at the latest, so the leader knows of it
+// before it could decide Down. It must exceed a status write's latency.
+const flushMargin = 500 * time.Millisecond
+
+// idleAfter is how long an entry with nothing held is kept.
+const idleAfter = 2 * time.Minute
+
+// Coalescer bounds API writes per monitor. The first heartbeat of a window
+// is written before it is answered; later ones in the same window are held
+// (the newest wins) and written at the window's end, or earlier when the
+// deadline of the last written heartbeat nears. A heartbeat that changes
+// what the leader decides (a down push, an up push after down, the first
+// heartbeat of a Pending or Down monitor) is written at once.
+//
+// The effective window of a monitor is min(Window, gracePeriod): a replica
+// that crashes loses at most its held heartbeat, which is at most one window
+// newer than the one written, and the grace period covers that age.
+//
+// Coalescer implements manager.Runnable: on shutdown it writes what it holds.
+type Coalescer struct {
+	// Writer does the writes (a *Writer in production).
+	Writer Sink
+	Window time.Duration
+	Log    logr.Logger
+
+	mu      sync.Mutex
+	entries map[types.UID]*entry
+	closed  bool
+	wg      sync.WaitGroup
+}
+
+// Sink is where heartbeats are written.
+type Sink interface {
+	Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error
+}
+
+// entry is one monitor's coalescing state.
+type entry struct {
+	mu sync.Mutex
+	// writtenAt is when the last write started; zero after a failed write,
+	// so the next push writes (and answers 503 if the API is still down).
+	writtenAt time.Time
+	// written is the last heartbeat written.
+	written Heartbeat
+	// held is the newest heartbeat answered but not yet written.
+	held    *Heartbeat
+	monitor *monitoringv1alpha1.PushMonitor
+	timer   *time.Timer
+	// nudged is the health episode an up push was last written at once for.
+	nudged string
+}
+
+// healthEpisode identifies the monitor's current state as the cache shows
+// it: the state and when its Healthy condition last changed.
+func healthEpisode(m *monitoringv1alpha1.PushMonitor) string {
+	for _, c := range m.Status.Conditions {
+		if c.Type == monitoringv1alpha1.HealthyCondition {
+			return string(m.Status.State) + "@" + c.LastTransitionTime.UTC().Format(time.RFC3339)
+		}
+	}
+	return string(m.Status.State)
+}
+
+// NeedLeaderElection is false: every replica ingests pushes.
+func (c *Coalescer) NeedLeaderElection() bool { return false }
+
+// Record stores hb. It returns nil once hb is written, or held to be
+// written within the window; an error when a write that was due failed.
+func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	e, closed := c.entry(m.UID)
+	if closed {
+		return c.Writer.Record(ctx, m, hb)
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+
+	now := time.Now()
+	window := c.windowOf(m)
+	episode := healthEpisode(m)
+	// An up push to a Pending or Down monitor ends that state; write it at
+	// once, but once per episode, so that pushes keep their bound even
+	// while no leader acts on them.
+	ends := hb.Status == monitoringv1alpha1.ReportedUp && e.nudged != episode &&
+		(m.Status.State == monitoringv1alpha1.StatePending || m.Status.State == monitoringv1alpha1.StateDown)
+	due := e.writtenAt.IsZero() ||
+		now.Sub(e.writtenAt) >= window ||
+		hb.Status != e.written.Status ||
+		ends ||
+		!now.Before(flushBy(m, e.written))
+	if due {
+		e.stopTimer()
+		e.held = nil
+		if err := c.Writer.Record(ctx, m, hb); err != nil {
+			e.writtenAt = time.Time{}
+			return err
+		}
+		e.writtenAt, e.written = now, hb
+		if ends {
+			e.nudged = episode
+		}
+		return nil
+	}
+
+	e.held, e.monitor = &hb, m.DeepCopy()
+	if e.timer == nil {
+		at := e.writtenAt.Add(window)
+		if by := flushBy(m, e.written); by.Before(at) {
+			at = by
+		}
+		e.timer = time.AfterFunc(time.Until(at), func() { c.flush(m.UID, e) })
+	}
+	return nil
+}
+
+// flushBy is when a held heartbeat must be written at the latest: a margin
+// before the deadline of the last written one.
+func flushBy(m *monitoringv1alpha1.PushMonitor, written Heartbeat) time.Time {
+	if written.Time.IsZero() {
+		return time.Time{}
+	}
+	return m.DeadlineFrom(written.Time).Add(-flushMargin)
+}
+
+func (c *Coalescer) windowOf(m *monitoringv1alpha1.PushMonitor) time.Duration {
+	w := c.Window
+	if w <= 0 {
+		return 0
+	}
+	return min(w, m.GracePeriodDuration())
+}
+
+func (c *Coalescer) entry(uid types.UID) (*entry, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return nil, true
+	}
+	if c.entries == nil {
+		c.entries = map[types.UID]*entry{}
+	}
+	e, ok := c.entries[uid]
+	if !ok {
+		e = &entry{}
+		c.entries[uid] = e
+	}
+	return e, false
+}
+
+// flush writes a monitor's held heartbeat, retrying while the API fails: it
+// was answered 200 and must not be lost.
+func (c *Coalescer) flush(uid types.UID, e *entry) {
+	c.wg.Add(1)
+	defer c.wg.Done()
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.timer = nil
+	if e.held == nil {
+		return
+	}
+	hb, m := *e.held, e.monitor
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := c.Writer.Record(ctx, m, hb)
+	switch {
+	case err == nil:
+		e.held, e.writtenAt, e.written = nil, time.Now(), hb
+	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+		// The monitor is gone (or was re-created): nothing to keep.
+		e.held = nil
+		c.forget(uid)
+	default:
+		c.Log.Error(err, "writing held heartbeat; retrying", "namespace", m.Namespace, "name", m.Name)
+		e.writtenAt = time.Time{}
+		e.timer = time.AfterFunc(time.Second, func() { c.flush(uid, e) })
+	}
+}
+
+func (c *Coalescer) forget(uid types.UID) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	delete(c.entries, uid)
+}
+
+func (e *entry) stopTimer() {
+	if e.timer != nil {
+		e.timer.Stop()
+		e.timer = nil
+	}
+}
+
+// Start drops idle entries until ctx ends, then writes every held
+// heartbeat; pushes that arrive after that are written directly.
+func (c *Coalescer) Start(ctx context.Context) error {
+	tick := time.NewTicker(idleAfter)
+	defer tick.Stop()
+	for {
+		select {
+		case <-tick.C:
+			c.sweep()
+		case <-ctx.Done():
+			c.FlushAll()
+			return nil
+		}
+	}
+}
+
+func (c *Coalescer) sweep() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for uid, e := range c.entries {
+		if e.mu.TryLock() {
+			if e.held == nil && e.timer == nil && time.Since(e.writtenAt) > idleAfter {
+				delete(c.entries, uid)
+			}
+			e.mu.Unlock()
+		}
+	}
+}
+
+// FlushAll stops holding heartbeats and writes those held.
+func (c *Coalescer) FlushAll() {
+	c.mu.Lock()
+	c.closed = true
+	entries := c.entries
+	c.entries = nil
+	c.mu.Unlock()
+	for uid, e := range entries {
+		e.mu.Lock()
+		stopped := e.timer == nil || e.timer.Stop()
+		e.timer = nil
+		e.mu.Unlock()
+		if stopped {
+			c.flush(uid, e)
+		}
+	}
+	c.wg.Wait()
+}
