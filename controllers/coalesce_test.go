@@ -55,7 +55,7 @@ func TestHeartbeatWritesAreBounded(t *testing.T) {
 	burst := time.Since(start)
 	g.Eventually(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal(fmt.Sprintf("burst-%d", pushes-1)))
-	}).WithTimeout(2 * heartbeat.DefaultWindow).Should(Succeed(), "the held heartbeat is written by the window's end")
+	}).WithTimeout(2*heartbeat.DefaultWindow).Should(Succeed(), "the held heartbeat is written by the window's end")
 	// Let the reconciler write the deadline that follows the flush.
 	g.Eventually(func(g Gomega) {
 		got := getMonitor(g, m)
