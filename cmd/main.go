@@ -46,13 +46,19 @@ func run() error {
 		leaderElect, secureMetrics, enableHTTP2       bool
 		apiQPS                                        float64
 		apiBurst, concurrency                         int
-		heartbeatWindow                               time.Duration
+		heartbeatWindow, leaseDuration, renewDeadline time.Duration
+		retryPeriod                                   time.Duration
+		leaderElectNamespace                          string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
 	flag.StringVar(&pushAddr, "push-bind-address", ":8082", "Address the push endpoint (/api/push/{token}) binds to.")
 	flag.StringVar(&pushBaseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles; every replica serves pushes.")
+	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease; in a cluster, the manager's own.")
+	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's lease lasts; a dead leader is replaced after at most this long.")
+	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
+	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487, CVE-2023-39325).")
 	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API.")
@@ -88,7 +94,11 @@ func run() error {
 		HealthProbeBindAddress:        probeAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "pushmon.monitoring.pushmon.dev",
+		LeaderElectionNamespace:       leaderElectNamespace,
 		LeaderElectionReleaseOnCancel: true,
+		LeaseDuration:                 &leaseDuration,
+		RenewDeadline:                 &renewDeadline,
+		RetryPeriod:                   &retryPeriod,
 		Cache:                         operator.CacheOptions(),
 	})
 	if err != nil {

@@ -17,6 +17,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 )
 
 func jsonString(v any) (string, error) {
@@ -346,4 +347,23 @@ func doPush(t *testing.T, method, tok, query, body string) (int, string) {
 		t.Fatalf("reading push answer: %v", err)
 	}
 	return resp.StatusCode, string(b)
+}
+
+// TestHeartbeatNotWrittenIntoReplacedMonitor: a heartbeat looked up for a
+// monitor that was deleted and re-created under the same name is refused.
+func TestHeartbeatNotWrittenIntoReplacedMonitor(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "phoenix", monitoringv1alpha1.PushMonitorSpec{})
+	createMonitor(t, m)
+	stale := getMonitor(g, m)
+	stale.UID = "00000000-0000-0000-0000-000000000000"
+	w := &heartbeat.Writer{Client: k8sClient}
+	err := w.Record(context.Background(), stale, heartbeat.Heartbeat{Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedUp, Message: "stale"})
+	g.Expect(err).To(MatchError(heartbeat.ErrMonitorReplaced))
+	g.Expect(getMonitor(g, m).Status.LastHeartbeatTime).To(BeNil())
+
+	fresh := getMonitor(g, m)
+	g.Expect(w.Record(context.Background(), fresh, heartbeat.Heartbeat{Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedUp, Message: "fresh"})).To(Succeed())
+	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("fresh"))
 }

@@ -28,9 +28,6 @@ const (
 	actionValidate   = "ValidateSpec"
 )
 
-// Ready reasons that only the reconciler uses.
-const reasonInvalidSpec = "InvalidSpec"
-
 // conflictRetry is how often a monitor whose Secret name is taken by a
 // foreign Secret looks again (pushmon does not watch unlabeled Secrets).
 const conflictRetry = time.Minute
@@ -85,8 +82,8 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	if err := m.ValidateSpec(); err != nil {
 		// Terminal: retrying cannot help until the spec changes.
-		if r.setReady(&m, metav1.ConditionFalse, reasonInvalidSpec, err.Error()) {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, reasonInvalidSpec, actionValidate, "%s", err.Error())
+		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonInvalidSpec, err.Error()) {
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonInvalidSpec, actionValidate, "%s", err.Error())
 		}
 		m.Status.ObservedGeneration = m.Generation
 		return ctrl.Result{}, r.patchStatus(ctx, orig, &m, false)

@@ -22,6 +22,10 @@ const (
 	// is not pushmon's; pushmon never overwrites it.
 	ReasonSecretConflict = "SecretConflict"
 
+	// ReasonInvalidSpec (Ready=False; also a Warning event): the spec breaks a
+	// rule the CRD normally enforces; pushmon does not retry until it changes.
+	ReasonInvalidSpec = "InvalidSpec"
+
 	// ReasonSecretError (Ready=False): the Secret could not be read or written;
 	// the reconciler retries.
 	ReasonSecretError = "SecretError"

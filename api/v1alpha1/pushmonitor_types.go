@@ -118,7 +118,8 @@ type PushMonitorStatus struct {
 	// +optional
 	LastMessage string `json:"lastMessage,omitempty"`
 
-	// lastValue is the numeric value sent with the last heartbeat, as sent.
+	// lastValue is the numeric value sent with the last heartbeat, in Go's
+	// shortest decimal form (42.50 is stored as 42.5, 1e3 as 1000).
 	// +optional
 	LastValue string `json:"lastValue,omitempty"`
 

@@ -2,6 +2,7 @@ package heartbeat
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -101,18 +102,24 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	// while no leader acts on them.
 	ends := hb.Status == monitoringv1alpha1.ReportedUp && e.nudged != episode &&
 		(m.Status.State == monitoringv1alpha1.StatePending || m.Status.State == monitoringv1alpha1.StateDown)
+	// A change of reported status is due at once, compared both with this
+	// replica's last write and with what the API holds (another replica may
+	// have written since).
 	due := e.writtenAt.IsZero() ||
 		now.Sub(e.writtenAt) >= window ||
-		hb.Status != e.written.Status ||
+		hb.Status != e.written.Status || hb.Status != m.Status.LastReportedStatus ||
 		ends ||
 		!now.Before(flushBy(m, e.written))
 	if due {
-		e.stopTimer()
-		e.held = nil
 		if err := c.Writer.Record(ctx, m, hb); err != nil {
+			// A heartbeat held earlier stays held and its flush keeps
+			// retrying: it was answered 200.
 			e.writtenAt = time.Time{}
 			return err
 		}
+		// Anything held is older than hb, which is now written.
+		e.stopTimer()
+		e.held = nil
 		e.writtenAt, e.written = now, hb
 		if ends {
 			e.nudged = episode
@@ -183,7 +190,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 	switch {
 	case err == nil:
 		e.held, e.writtenAt, e.written = nil, time.Now(), hb
-	case apierrors.IsNotFound(err) || apierrors.IsConflict(err):
+	case apierrors.IsNotFound(err) || errors.Is(err, ErrMonitorReplaced):
 		// The monitor is gone (or was re-created): nothing to keep.
 		e.held = nil
 		c.forget(uid)

@@ -3,7 +3,7 @@
 //
 // Every replica serves the push endpoint but only the leader decides Down, so
 // a heartbeat travels from the replica that received it to the leader through
-// the PushMonitor's status (a merge patch of the heartbeat fields only), never
+// the PushMonitor's status (a patch of the heartbeat fields only), never
 // only through one process's memory. A heartbeat is answered 200 only after
 // its write succeeded.
 package heartbeat
@@ -11,9 +11,11 @@ package heartbeat
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,43 +46,43 @@ type Writer struct {
 	Client client.Client
 }
 
-// statusPatch is the JSON merge patch of one heartbeat. It names only the
-// heartbeat fields, so it never races with the reconciler's fields (state,
-// conditions, deadline). A null clears a field the last push did not send.
-type statusPatch struct {
-	Metadata struct {
-		// UID makes the patch fail on a monitor deleted and re-created
-		// under the same name since the token was looked up.
-		UID types.UID `json:"uid"`
-	} `json:"metadata"`
-	Status struct {
-		LastHeartbeatTime  metav1.MicroTime                  `json:"lastHeartbeatTime"`
-		LastReportedStatus monitoringv1alpha1.ReportedStatus `json:"lastReportedStatus"`
-		LastMessage        *string                           `json:"lastMessage"`
-		LastValue          *string                           `json:"lastValue"`
-	} `json:"status"`
+// patchOp is one JSON Patch (RFC 6902) operation.
+type patchOp struct {
+	Op    string `json:"op"`
+	Path  string `json:"path"`
+	Value any    `json:"value"`
 }
+
+// ErrMonitorReplaced: the monitor was deleted and re-created under the same
+// name since its token was looked up; the heartbeat is not its.
+var ErrMonitorReplaced = errors.New("monitor was replaced since the token was looked up")
 
 // Record writes hb into m's status. It returns only once the API server
 // accepted the write.
 func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
-	var p statusPatch
-	p.Metadata.UID = m.UID
-	p.Status.LastHeartbeatTime = metav1.NewMicroTime(hb.Time)
-	p.Status.LastReportedStatus = hb.Status
-	if hb.Message != "" {
-		p.Status.LastMessage = &hb.Message
-	}
-	if hb.Value != "" {
-		p.Status.LastValue = &hb.Value
-	}
-	body, err := json.Marshal(&p)
+	// A JSON patch of the heartbeat fields only, so it never races with the
+	// reconciler's fields (state, conditions, deadline). Its test operation
+	// makes it fail on a monitor re-created under the same name (a merge
+	// patch's metadata.uid is not checked on the status subresource).
+	body, err := json.Marshal([]patchOp{
+		{Op: "test", Path: "/metadata/uid", Value: m.UID},
+		{Op: "add", Path: "/status/lastHeartbeatTime", Value: metav1.NewMicroTime(hb.Time)},
+		{Op: "add", Path: "/status/lastReportedStatus", Value: hb.Status},
+		{Op: "add", Path: "/status/lastMessage", Value: hb.Message},
+		{Op: "add", Path: "/status/lastValue", Value: hb.Value},
+	})
 	if err != nil {
 		return fmt.Errorf("encoding heartbeat: %w", err)
 	}
 	target := &monitoringv1alpha1.PushMonitor{}
 	target.Namespace, target.Name = m.Namespace, m.Name
-	if err := w.Client.Status().Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil {
+	err = w.Client.Status().Patch(ctx, target, client.RawPatch(types.JSONPatchType, body))
+	if apierrors.IsInvalid(err) {
+		// The test operation failed. (An invalid heartbeat cannot reach
+		// here: the push endpoint validated and capped every field.)
+		return ErrMonitorReplaced
+	}
+	if err != nil {
 		return fmt.Errorf("writing heartbeat of %s/%s: %w", m.Namespace, m.Name, err)
 	}
 	return nil

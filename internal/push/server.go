@@ -37,6 +37,10 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
+// recordTimeout bounds how long a push waits for its heartbeat to be
+// written before it answers 503.
+const recordTimeout = 5 * time.Second
+
 // MonitorLookup finds the monitor a token belongs to; token.ErrUnknown for
 // any token that does not lead to one.
 type MonitorLookup interface {
@@ -181,8 +185,10 @@ func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
 		unavailable(w)
 		return
 	}
-	if err := s.recorder.Record(r.Context(), m, hb); err != nil {
-		if apierrors.IsNotFound(err) {
+	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
+	defer cancel()
+	if err := s.recorder.Record(ctx, m, hb); err != nil {
+		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
 			// Deleted since the lookup: the same answer as any unknown token.
 			writeJSON(w, http.StatusNotFound, "unknown push token")
 			return

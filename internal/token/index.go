@@ -56,28 +56,38 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	); err != nil {
 		return nil, fmt.Errorf("listing token secrets: %w", err)
 	}
-	if len(secrets.Items) != 1 {
-		// Zero: unknown. More than one would take a 256-bit collision or a
-		// copied Secret; refusing is the safe answer either way.
+	// Normally one Secret holds a token. While spec.secretName moves, the old
+	// and the new Secret both do, for one monitor: use the one its status
+	// names. Anything else (copies owned by different monitors) is refused.
+	var found *monitoringv1alpha1.PushMonitor
+	for n := range secrets.Items {
+		s := &secrets.Items[n]
+		owner := monitorOwner(s)
+		if owner == nil {
+			return nil, ErrUnknown
+		}
+		var m monitoringv1alpha1.PushMonitor
+		err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, &m, client.UnsafeDisableDeepCopy)
+		if apierrors.IsNotFound(err) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading monitor: %w", err)
+		}
+		if m.UID != owner.UID || !m.DeletionTimestamp.IsZero() {
+			continue
+		}
+		if found != nil && found.UID != m.UID {
+			return nil, ErrUnknown
+		}
+		if m.Status.SecretName == s.Name {
+			found = &m
+		}
+	}
+	if found == nil {
 		return nil, ErrUnknown
 	}
-	s := &secrets.Items[0]
-	owner := monitorOwner(s)
-	if owner == nil {
-		return nil, ErrUnknown
-	}
-	var m monitoringv1alpha1.PushMonitor
-	err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, &m, client.UnsafeDisableDeepCopy)
-	if apierrors.IsNotFound(err) {
-		return nil, ErrUnknown
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading monitor: %w", err)
-	}
-	if m.UID != owner.UID || !m.DeletionTimestamp.IsZero() || m.Status.SecretName != s.Name {
-		return nil, ErrUnknown
-	}
-	return &m, nil
+	return found, nil
 }
 
 // monitorOwner is the PushMonitor controlling s, if any.
