@@ -101,7 +101,7 @@ func waitForLeader(t *testing.T, replicas []*replica) *replica {
 			}
 		}
 		return false
-	}).WithTimeout(30 * time.Second).Should(BeTrue(), "a leader is elected")
+	}).WithTimeout(30*time.Second).Should(BeTrue(), "a leader is elected")
 	return leader
 }
 
