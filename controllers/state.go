@@ -61,11 +61,16 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
 	if st.State == monitoringv1alpha1.StateDown && prev != nil &&
 		prev.Reason == monitoringv1alpha1.ReasonHeartbeatMissed && st.Deadline != nil {
-		// A missed heartbeat stays missed until one arrives that is newer than
-		// the one the missed deadline was computed from. Status carries this,
-		// so a restarted or new leader does not clear a Down it did not see.
+		// A missed heartbeat stays missed until a newer one arrives. Status
+		// carries this, so a restarted or new leader does not clear a Down
+		// it did not see.
 		missed := st.Deadline.Time
-		if last == nil || !m.DeadlineFrom(*last).After(missed) {
+		if !newerHeartbeat(m, last, prev, missed) {
+			if last != nil && m.DeadlineFrom(*last).After(missed) {
+				// The timeout grew since: keep DeadlineFrom(last) <= deadline,
+				// so that the next evaluation still sees no newer heartbeat.
+				missed = m.DeadlineFrom(*last)
+			}
 			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
 				Reason: prev.Reason, Message: prev.Message, Deadline: &missed}
 		}
@@ -97,6 +102,25 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		h.Reason, h.Message = prev.Reason, prev.Message
 	}
 	return h
+}
+
+// newerHeartbeat reports whether the last heartbeat is newer than the one a
+// HeartbeatMissed Down was declared on. The missed deadline was that
+// heartbeat's (or the watch start's) deadline under the spec of the
+// condition's generation: while the spec is unchanged, a heartbeat is newer
+// exactly when its deadline is later. After a spec change the deadlines are
+// not comparable; then a heartbeat is newer if it came at or after the
+// transition (second precision, which errs toward staying Down: a timeout
+// is at least 1s, so the heartbeat the Down was declared on is always older
+// than the transition's second).
+func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *metav1.Condition, missed time.Time) bool {
+	if last == nil {
+		return false
+	}
+	if down.ObservedGeneration == m.Generation {
+		return m.DeadlineFrom(*last).After(missed)
+	}
+	return !last.Before(down.LastTransitionTime.Time)
 }
 
 // missedMessage says how long the monitor has been silent, e.g.

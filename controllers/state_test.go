@@ -392,3 +392,44 @@ func TestMissedMessage(t *testing.T) {
 		})
 	}
 }
+
+// TestEvaluateMissedDownSurvivesTimeoutRaise: raising the timeout of a
+// monitor that is Down for a missed heartbeat does not recover it without a
+// heartbeat, also after a leader restart; a real heartbeat still does.
+func TestEvaluateMissedDownSurvivesTimeoutRaise(t *testing.T) {
+	g := NewWithT(t)
+	base := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	last := base.Add(-3 * time.Hour)
+	missedAt := last.Add(5*time.Minute + 30*time.Second) // timeout 5m, grace 30s
+	m := &monitoringv1alpha1.PushMonitor{}
+	m.Generation = 2 // the spec changed after the Down (generation 1)
+	m.Spec.Timeout = &metav1.Duration{Duration: 10 * time.Minute}
+	lastMT, missedMT := metav1.NewMicroTime(last), metav1.NewMicroTime(missedAt)
+	m.Status = monitoringv1alpha1.PushMonitorStatus{
+		State: monitoringv1alpha1.StateDown, LastHeartbeatTime: &lastMT,
+		LastReportedStatus: monitoringv1alpha1.ReportedUp, Deadline: &missedMT,
+		Conditions: []metav1.Condition{{
+			Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
+			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, Message: "no heartbeat for 5m30s",
+			ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(missedAt.Add(20 * time.Millisecond)),
+		}},
+	}
+	watchStart := base.Add(-time.Minute)
+	h := evaluate(m, base, watchStart)
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonHeartbeatMissed))
+
+	// The reconciler stores that (the condition now at generation 2, the
+	// deadline kept consistent); evaluating again still says Down.
+	m.Status.Deadline = &metav1.MicroTime{Time: *h.Deadline}
+	m.Status.Conditions[0].ObservedGeneration = 2
+	h = evaluate(m, base.Add(time.Second), base)
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
+
+	// A heartbeat recovers it.
+	fresh := metav1.NewMicroTime(base.Add(2 * time.Second))
+	m.Status.LastHeartbeatTime = &fresh
+	h = evaluate(m, base.Add(3*time.Second), base)
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+}

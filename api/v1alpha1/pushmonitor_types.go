@@ -228,6 +228,10 @@ func (m *PushMonitor) ValidateSpec() error {
 		errs = append(errs, fmt.Errorf("metadata.name must be at most %d characters", MaxNameLength))
 	}
 	t := m.TimeoutDuration()
+	if m.Spec.Timeout != nil && m.Spec.Timeout.Duration < MinTimeout {
+		// TimeoutDuration turns <= 0 into the default; the raw value is wrong.
+		t = m.Spec.Timeout.Duration
+	}
 	if t < MinTimeout {
 		errs = append(errs, fmt.Errorf("timeout must be at least %s", MinTimeout))
 	}

@@ -60,26 +60,29 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	// and the new Secret both do, for one monitor: use the one its status
 	// names. Anything else (copies owned by different monitors) is refused.
 	var found *monitoringv1alpha1.PushMonitor
+	var owner types.UID
 	for n := range secrets.Items {
 		s := &secrets.Items[n]
-		owner := monitorOwner(s)
-		if owner == nil {
+		ref := monitorOwner(s)
+		if ref == nil {
 			return nil, ErrUnknown
 		}
 		var m monitoringv1alpha1.PushMonitor
-		err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: owner.Name}, &m, client.UnsafeDisableDeepCopy)
+		err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: ref.Name}, &m, client.UnsafeDisableDeepCopy)
 		if apierrors.IsNotFound(err) {
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("reading monitor: %w", err)
 		}
-		if m.UID != owner.UID || !m.DeletionTimestamp.IsZero() {
+		if m.UID != ref.UID || !m.DeletionTimestamp.IsZero() {
 			continue
 		}
-		if found != nil && found.UID != m.UID {
+		if owner != "" && owner != m.UID {
+			// Live monitors claim the same token: refuse, whatever the order.
 			return nil, ErrUnknown
 		}
+		owner = m.UID
 		if m.Status.SecretName == s.Name {
 			found = &m
 		}
