@@ -6,7 +6,8 @@ SHELL := /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLPLANE_DIR ?= $(LOCALBIN)/k8s
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
-KUBECTL ?= $(CONTROLPLANE_DIR)/kubectl
+# kubectl from PATH, else the one built into bin/k8s.
+KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(CONTROLPLANE_DIR)/kubectl)
 # envtest finds etcd and kube-apiserver here (built from source by hack/).
 export KUBEBUILDER_ASSETS ?= $(CONTROLPLANE_DIR)
 
@@ -61,8 +62,16 @@ verify-generated: manifests generate ## Fail if generated files differ from what
 build: ## Build the manager binary into bin/manager.
 	go build -o $(LOCALBIN)/manager ./cmd
 
+.PHONY: install
+install: manifests ## Install the CRD into the cluster KUBECONFIG points to.
+	$(KUBECTL) apply -k config/crd
+
+.PHONY: uninstall
+uninstall: ## Remove the CRD (and every PushMonitor) from the cluster.
+	$(KUBECTL) delete --ignore-not-found -k config/crd
+
 .PHONY: run
-run: manifests generate ## Run the manager against the cluster KUBECONFIG points to.
+run: manifests generate ## Run the manager against the cluster KUBECONFIG points to (after make install).
 	go run ./cmd --push-base-url=http://localhost:8082
 
 ##@ Tools

@@ -78,6 +78,7 @@ func runSuite(m *testing.M) int {
 	var err error
 	if restCfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)
+		_ = testEnv.Stop() // a half-started control plane must not outlive the test
 		return 1
 	}
 	defer func() {

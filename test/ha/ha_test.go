@@ -237,7 +237,7 @@ func TestAllReplicasStopped(t *testing.T) {
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
 		g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", started.Add(3*time.Second)))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
-	g.Expect(missedEvents(g, m)).To(Equal(1))
+	g.Eventually(func(g Gomega) { g.Expect(missedEvents(g, m)).To(Equal(1)) }).Should(Succeed())
 }
 
 // TestAPIServerUnreachable: while the API server cannot be reached, a push

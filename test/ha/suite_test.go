@@ -75,6 +75,7 @@ func run(m *testing.M) int {
 	}
 	if restCfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest (run `make controlplane`):", err)
+		_ = testEnv.Stop() // a half-started control plane must not outlive the test
 		return 1
 	}
 	defer testEnv.Stop() //nolint:errcheck
