@@ -52,6 +52,11 @@ lint: ## Fail if gofmt or go vet finds anything.
 test: controlplane lint verify-generated ## Run every test (unit and integration, -race); builds the control plane once.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
+.PHONY: bench
+bench: controlplane build ## Measure throughput, API writes, Down delay, scale; prints one table (docs/performance.md).
+	go test -run '^$$' -bench . -benchmem ./internal/push/
+	go run ./test/bench $(BENCH_FLAGS)
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated files differ from what is committed.
 	@git diff --exit-code -- api config || { echo "generated files are stale: run make manifests generate"; exit 1; }

@@ -28,9 +28,13 @@ const (
 	actionValidate   = "ValidateSpec"
 )
 
-// conflictRetry is how often a monitor whose Secret name is taken by a
+// secretConflictRetry is how often a monitor whose Secret name is taken by a
 // foreign Secret looks again (pushmon does not watch unlabeled Secrets).
-const conflictRetry = time.Minute
+const secretConflictRetry = time.Minute
+
+// conflictRecheck is a fallback in case the newer version's watch event
+// does not arrive.
+const conflictRecheck = time.Second
 
 // PushMonitorReconciler keeps a PushMonitor's token Secret, state, conditions
 // and events current.
@@ -96,7 +100,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretConflict, secretErr.Error()) {
 			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonSecretConflict, actionIssueToken, "%s", secretErr.Error())
 		}
-		result.RequeueAfter = conflictRetry
+		result.RequeueAfter = secretConflictRetry
 		secretErr = nil
 	case secretErr != nil:
 		r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretError, secretErr.Error())
@@ -124,6 +128,13 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	missed := h.State == monitoringv1alpha1.StateDown && h.Reason == monitoringv1alpha1.ReasonHeartbeatMissed &&
 		!sameHealth(orig, h)
 	if err := r.patchStatus(ctx, orig, &m, missed); err != nil {
+		if apierrors.IsConflict(err) {
+			// A heartbeat was stored after the cache's copy: its watch event
+			// is on the way and re-runs this at once. No error, so that the
+			// rate limiter's backoff does not delay a Down that is due.
+			ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
+			return ctrl.Result{RequeueAfter: conflictRecheck}, nil
+		}
 		return ctrl.Result{}, err
 	}
 	r.emitEvents(orig, &m, h, change)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/go-logr/logr"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -63,7 +64,8 @@ type entry struct {
 	// written is the last heartbeat written.
 	written Heartbeat
 	// held is the newest heartbeat answered but not yet written.
-	held    *Heartbeat
+	held *Heartbeat
+	// monitor is the identity (namespace, name, uid) the held one is for.
 	monitor *monitoringv1alpha1.PushMonitor
 	timer   *time.Timer
 	// nudged is the health episode an up push was last written at once for.
@@ -96,12 +98,16 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 
 	now := time.Now()
 	window := c.windowOf(m)
-	episode := healthEpisode(m)
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
 	// while no leader acts on them.
-	ends := hb.Status == monitoringv1alpha1.ReportedUp && e.nudged != episode &&
-		(m.Status.State == monitoringv1alpha1.StatePending || m.Status.State == monitoringv1alpha1.StateDown)
+	var episode string
+	ends := false
+	if hb.Status == monitoringv1alpha1.ReportedUp &&
+		(m.Status.State == monitoringv1alpha1.StatePending || m.Status.State == monitoringv1alpha1.StateDown) {
+		episode = healthEpisode(m)
+		ends = e.nudged != episode
+	}
 	// A change of reported status is due at once, compared both with this
 	// replica's last write and with what the API holds (another replica may
 	// have written since).
@@ -127,7 +133,11 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		return nil
 	}
 
-	e.held, e.monitor = &hb, m.DeepCopy()
+	e.held = &hb
+	if e.monitor == nil {
+		// The writer needs only the monitor's identity.
+		e.monitor = &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID}}
+	}
 	if e.timer == nil {
 		at := e.writtenAt.Add(window)
 		if by := flushBy(m, e.written); by.Before(at) {

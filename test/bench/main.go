@@ -1,0 +1,503 @@
+// Command bench measures pushmon against a real kube-apiserver and etcd and
+// prints one table (make bench). It starts the control plane from bin/k8s,
+// the manager (bin/manager) as its own process, and a bare Go HTTP server as
+// the ceiling the push endpoint is compared with; the load comes from this
+// process over loopback.
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	"k8s.io/apimachinery/pkg/watch"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/token"
+)
+
+var (
+	bareMode    = flag.String("bare", "", "internal: serve the bare handler on this address")
+	loadFor     = flag.Duration("load", 5*time.Second, "duration of each throughput run")
+	conns       = flag.Int("c", 32, "concurrent connections of the load driver")
+	monitors    = flag.Int("monitors", 1000, "monitors for throughput, write and expiry runs")
+	bigMonitors = flag.Int("big", 10000, "monitors for the readiness and memory run (0 skips it)")
+	downRuns    = flag.Int("down-runs", 7, "repetitions of the one-monitor Down delay")
+	apiQPS      = flag.Int("kube-api-qps", 1000, "--kube-api-qps given to the manager")
+)
+
+var scheme = runtime.NewScheme()
+
+func init() {
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(monitoringv1alpha1.AddToScheme(scheme))
+}
+
+func main() {
+	flag.Parse()
+	if *bareMode != "" {
+		serveBare(*bareMode)
+		return
+	}
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+// serveBare is the ceiling: a plain net/http handler that answers 200.
+func serveBare(addr string) {
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, _ = io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write([]byte(`{"ok":true}` + "\n"))
+	})
+	fmt.Fprintln(os.Stderr, http.ListenAndServe(addr, h))
+	os.Exit(1)
+}
+
+type row struct{ what, value string }
+
+var table []row
+
+func report(what, format string, args ...any) {
+	v := fmt.Sprintf(format, args...)
+	table = append(table, row{what, v})
+	fmt.Fprintf(os.Stderr, "  %-62s %s\n", what, v)
+}
+
+func run() error {
+	root, _ := filepath.Abs(".")
+	assets := filepath.Join(root, "bin", "k8s")
+	managerBin := filepath.Join(root, "bin", "manager")
+	env := &envtest.Environment{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: assets,
+	}
+	cfg, err := env.Start()
+	if err != nil {
+		_ = env.Stop()
+		return fmt.Errorf("starting the control plane (make controlplane): %w", err)
+	}
+	defer env.Stop() //nolint:errcheck
+	cfg.QPS, cfg.Burst = 5000, 10000
+	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "bench", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kc, _ := user.KubeConfig()
+	kcPath := filepath.Join(os.TempDir(), "pushmon-bench.kubeconfig")
+	if err := os.WriteFile(kcPath, kc, 0o600); err != nil {
+		return err
+	}
+
+	// The ceiling, in its own process like the manager.
+	bareAddr := freeAddr()
+	self, _ := os.Executable()
+	bare := exec.Command(self, "-bare", bareAddr)
+	bare.Stderr = os.Stderr
+	if err := bare.Start(); err != nil {
+		return err
+	}
+	defer bare.Process.Kill() //nolint:errcheck
+	waitHTTP("http://" + bareAddr + "/")
+
+	pushAddr := freeAddr()
+	mgr := exec.Command(managerBin, "--kubeconfig="+kcPath, "--push-bind-address="+pushAddr,
+		"--push-base-url=http://"+pushAddr, "--health-probe-bind-address=0", "--metrics-bind-address=0",
+		"--kube-api-qps="+strconv.Itoa(*apiQPS), "--kube-api-burst="+strconv.Itoa(2**apiQPS), "--zap-log-level=error")
+	mgr.Stderr = os.Stderr
+	if err := mgr.Start(); err != nil {
+		return fmt.Errorf("starting bin/manager (make build): %w", err)
+	}
+	defer mgr.Process.Kill() //nolint:errcheck
+	waitHTTP("http://" + pushAddr + "/")
+
+	ctx := context.Background()
+	fmt.Fprintf(os.Stderr, "pushmon bench: %d connections, %v per throughput run, %d monitors\n", *conns, *loadFor, *monitors)
+
+	// 1. Throughput: bare handler vs push endpoint with N monitors.
+	toks, err := createMonitors(ctx, c, "load", *monitors, time.Hour)
+	if err != nil {
+		return err
+	}
+	bareRes := load(*loadFor, *conns, func(i int) string { return "http://" + bareAddr + "/api/push/x" })
+	report("bare Go handler: requests/s, p50, p99", "%s", bareRes)
+	pushRes := load(*loadFor, *conns, func(i int) string {
+		return "http://" + pushAddr + token.PushPathPrefix + toks[i%len(toks)] + "?msg=bench"
+	})
+	report(fmt.Sprintf("pushmon push endpoint, %d monitors: requests/s, p50, p99", *monitors), "%s", pushRes)
+	report("ratio pushmon / bare (target >= 0.7)", "%.2f", pushRes.rps/bareRes.rps)
+	if pushRes.non200 > 0 {
+		report("non-200 answers during the push run", "%d", pushRes.non200)
+	}
+
+	// 2. API writes per 1,000 pushes at 1/s and 10/s per monitor.
+	for _, rate := range []int{1, 10} {
+		w, p := writesPer(ctx, c, "load", pushAddr, toks, rate, 12*time.Second)
+		report(fmt.Sprintf("API writes per 1,000 pushes at %d push/s per monitor", rate), "%.0f (%d writes, %d pushes)", 1000*float64(w)/float64(p), w, p)
+	}
+
+	// 3. Down delay of one monitor, p50 over runs.
+	var single []time.Duration
+	for i := 0; i < *downRuns; i++ {
+		d, err := expiry(ctx, c, pushAddr, fmt.Sprintf("single-%d", i), 1)
+		if err != nil {
+			return err
+		}
+		single = append(single, d...)
+	}
+	report(fmt.Sprintf("Down after deadline, one monitor, p50 of %d (target <= 100ms)", len(single)), "%v", pct(single, 50))
+
+	// 4. N monitors expiring together vs N plain merge patches.
+	many, err := expiry(ctx, c, pushAddr, "together", *monitors)
+	if err != nil {
+		return err
+	}
+	base, err := baselinePatches(ctx, c, *monitors, 32)
+	if err != nil {
+		return err
+	}
+	report(fmt.Sprintf("Down after deadline, %d together: p50, p99", *monitors), "%v, %v", pct(many, 50), pct(many, 99))
+	report(fmt.Sprintf("baseline: %d merge patches from 32 clients take", *monitors), "%v (target p99 <= %v)", base, time.Duration(1.5*float64(base)).Round(time.Millisecond))
+
+	// 5. Many monitors: time until every Secret is issued, and RSS.
+	if *bigMonitors > 0 {
+		start := time.Now()
+		if _, err := createMonitors(ctx, c, "big", *bigMonitors, time.Hour); err != nil {
+			return err
+		}
+		report(fmt.Sprintf("%d monitors: created to all Ready (target <= 60s)", *bigMonitors), "%v", time.Since(start).Round(100*time.Millisecond))
+		time.Sleep(5 * time.Second) // settle: steady state, not the creation burst
+		report(fmt.Sprintf("manager RSS with %d+%d monitors (target <= 300MB)", *bigMonitors, *monitors), "%s", rss(mgr.Process.Pid))
+	}
+
+	fmt.Println()
+	fmt.Println("| measure | result |")
+	fmt.Println("|---|---|")
+	for _, r := range table {
+		fmt.Printf("| %s | %s |\n", r.what, r.value)
+	}
+	return nil
+}
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitHTTP(url string) {
+	for i := 0; i < 600; i++ {
+		if resp, err := http.Get(url); err == nil {
+			resp.Body.Close()
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	panic("server did not start: " + url)
+}
+
+// createMonitors creates n monitors in a new namespace and returns their
+// tokens once every one is Ready.
+func createMonitors(ctx context.Context, c client.Client, prefix string, n int, timeout time.Duration) ([]string, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return nil, err
+	}
+	if err := parallel(n, 32, func(i int) error {
+		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m%05d", i)},
+			Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}}}
+		return c.Create(ctx, m)
+	}); err != nil {
+		return nil, err
+	}
+	for {
+		var list monitoringv1alpha1.PushMonitorList
+		if err := c.List(ctx, &list, client.InNamespace(ns.Name)); err != nil {
+			return nil, err
+		}
+		ready := 0
+		for i := range list.Items {
+			if meta.IsStatusConditionTrue(list.Items[i].Status.Conditions, monitoringv1alpha1.ReadyCondition) {
+				ready++
+			}
+		}
+		if ready == n {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	var secrets corev1.SecretList
+	if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
+		return nil, err
+	}
+	var toks []string
+	for _, s := range secrets.Items {
+		toks = append(toks, string(s.Data[token.SecretKeyToken]))
+	}
+	return toks, nil
+}
+
+func parallel(n, workers int, f func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+type loadResult struct {
+	rps      float64
+	p50, p99 time.Duration
+	non200   int64
+}
+
+func (r loadResult) String() string {
+	return fmt.Sprintf("%.0f req/s, p50 %v, p99 %v", r.rps, r.p50.Round(time.Microsecond), r.p99.Round(time.Microsecond))
+}
+
+// load drives POSTs over keep-alive connections for d and measures them.
+func load(d time.Duration, conns int, url func(i int) string) loadResult {
+	tr := &http.Transport{MaxIdleConnsPerHost: conns, MaxConnsPerHost: conns}
+	hc := &http.Client{Transport: tr}
+	defer tr.CloseIdleConnections()
+	stop := time.Now().Add(d)
+	lat := make([][]time.Duration, conns)
+	var non200, n atomic.Int64
+	var wg sync.WaitGroup
+	for w := 0; w < conns; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := w; time.Now().Before(stop); i += conns {
+				t0 := time.Now()
+				resp, err := hc.Post(url(i), "", nil)
+				if err != nil {
+					non200.Add(1)
+					continue
+				}
+				_, _ = io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				lat[w] = append(lat[w], time.Since(t0))
+				if resp.StatusCode != 200 {
+					non200.Add(1)
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	return loadResult{rps: float64(n.Load()) / d.Seconds(), p50: pct(all, 50), p99: pct(all, 99), non200: non200.Load()}
+}
+
+func pct(d []time.Duration, p int) time.Duration {
+	if len(d) == 0 {
+		return 0
+	}
+	s := append([]time.Duration(nil), d...)
+	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+	return s[min(len(s)-1, len(s)*p/100)]
+}
+
+// writesPer pushes every monitor rate times a second for d and counts the
+// PushMonitor writes the API server saw (watch MODIFIED events).
+func writesPer(ctx context.Context, c client.WithWatch, _ string, pushAddr string, toks []string, rate int, d time.Duration) (writes, pushes int64) {
+	var list monitoringv1alpha1.PushMonitorList
+	w, err := c.Watch(ctx, &list)
+	if err != nil {
+		panic(err)
+	}
+	var modified atomic.Int64
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Modified {
+				modified.Add(1)
+			}
+		}
+	}()
+	tr := &http.Transport{MaxIdleConnsPerHost: 64}
+	hc := &http.Client{Transport: tr}
+	var sent atomic.Int64
+	stop := time.Now().Add(d)
+	var wg sync.WaitGroup
+	// Each monitor gets its own ticker-driven schedule, spread over 64 workers.
+	for wkr := 0; wkr < 64; wkr++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tick := time.NewTicker(time.Second / time.Duration(rate))
+			defer tick.Stop()
+			for time.Now().Before(stop) {
+				for i := wkr; i < len(toks); i += 64 {
+					resp, err := hc.Post("http://"+pushAddr+token.PushPathPrefix+toks[i], "", nil)
+					if err == nil {
+						_, _ = io.Copy(io.Discard, resp.Body)
+						resp.Body.Close()
+						sent.Add(1)
+					}
+				}
+				<-tick.C
+			}
+		}()
+	}
+	wg.Wait()
+	time.Sleep(6 * time.Second) // let held heartbeats and deadline writes land
+	w.Stop()
+	<-done
+	return modified.Load(), sent.Load()
+}
+
+// expiry creates n monitors (timeout 2s, grace 0s), pushes each once, stops,
+// and returns for each how long after its deadline the API showed it Down.
+func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n int) ([]time.Duration, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return nil, err
+	}
+	if err := parallel(n, 32, func(i int) error {
+		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("e%05d", i)},
+			Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: 2 * time.Second}, GracePeriod: &metav1.Duration{}}}
+		return c.Create(ctx, m)
+	}); err != nil {
+		return nil, err
+	}
+	var toks []string
+	for len(toks) < n {
+		var secrets corev1.SecretList
+		if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
+			return nil, err
+		}
+		toks = toks[:0]
+		for _, s := range secrets.Items {
+			toks = append(toks, string(s.Data[token.SecretKeyToken]))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var list monitoringv1alpha1.PushMonitorList
+	w, err := c.Watch(ctx, &list, client.InNamespace(ns.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	if err := parallel(n, 32, func(i int) error {
+		resp, err := http.Post("http://"+pushAddr+token.PushPathPrefix+toks[i], "", nil)
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	}); err != nil {
+		return nil, err
+	}
+	delays := map[types.UID]time.Duration{}
+	timeout := time.After(60 * time.Second)
+	for len(delays) < n {
+		select {
+		case ev := <-w.ResultChan():
+			m, ok := ev.Object.(*monitoringv1alpha1.PushMonitor)
+			if !ok || m.Status.State != monitoringv1alpha1.StateDown || m.Status.Deadline == nil {
+				continue
+			}
+			if _, seen := delays[m.UID]; !seen {
+				delays[m.UID] = time.Since(m.Status.Deadline.Time)
+			}
+		case <-timeout:
+			return nil, fmt.Errorf("only %d of %d monitors went Down", len(delays), n)
+		}
+	}
+	out := make([]time.Duration, 0, n)
+	for _, d := range delays {
+		out = append(out, d.Round(time.Millisecond))
+	}
+	return out, nil
+}
+
+// baselinePatches is how long the API server takes for n merge patches of
+// ConfigMaps from the given number of clients: the floor for n monitors
+// turning Down together.
+func baselinePatches(ctx context.Context, c client.Client, n, clients int) (time.Duration, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "baseline-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return 0, err
+	}
+	if err := parallel(n, clients, func(i int) error {
+		return c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("c%05d", i)}})
+	}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err := parallel(n, clients, func(i int) error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("c%05d", i)}}
+		return c.Patch(ctx, cm, client.RawPatch(types.MergePatchType, []byte(`{"data":{"k":"v"}}`)))
+	})
+	return time.Since(start).Round(time.Millisecond), err
+}
+
+func rss(pid int) string {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return "unknown"
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			kb, _ := strconv.Atoi(strings.Fields(line)[1])
+			return fmt.Sprintf("%d MB", kb/1024)
+		}
+	}
+	return "unknown"
+}
+
