@@ -61,9 +61,9 @@ func run() error {
 	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
 	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
 	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487, CVE-2023-39325).")
-	flag.Float64Var(&apiQPS, "kube-api-qps", 100, "Queries per second to the Kubernetes API.")
-	flag.IntVar(&apiBurst, "kube-api-burst", 200, "Burst of queries to the Kubernetes API.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 4, "PushMonitors reconciled in parallel.")
+	flag.Float64Var(&apiQPS, "kube-api-qps", 500, "Queries per second to the Kubernetes API (the API server's priority and fairness still applies).")
+	flag.IntVar(&apiBurst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API: many monitors expiring together are written in one burst.")
+	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
 	flag.DurationVar(&heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
 		"Write a monitor's heartbeat at most once per window (capped at its gracePeriod) while its state does not change; 0 writes every push.")
 	zapOpts := zap.Options{Development: false}

@@ -44,7 +44,7 @@ var (
 	monitors    = flag.Int("monitors", 1000, "monitors for throughput, write and expiry runs")
 	bigMonitors = flag.Int("big", 10000, "monitors for the readiness and memory run (0 skips it)")
 	downRuns    = flag.Int("down-runs", 7, "repetitions of the one-monitor Down delay")
-	apiQPS      = flag.Int("kube-api-qps", 1000, "--kube-api-qps given to the manager")
+	apiQPS      = flag.Int("kube-api-qps", 0, "--kube-api-qps given to the manager (0: the manager's default)")
 )
 
 var scheme = runtime.NewScheme()
@@ -128,9 +128,12 @@ func run() error {
 	waitHTTP("http://" + bareAddr + "/")
 
 	pushAddr := freeAddr()
-	mgr := exec.Command(managerBin, "--kubeconfig="+kcPath, "--push-bind-address="+pushAddr,
-		"--push-base-url=http://"+pushAddr, "--health-probe-bind-address=0", "--metrics-bind-address=0",
-		"--kube-api-qps="+strconv.Itoa(*apiQPS), "--kube-api-burst="+strconv.Itoa(2**apiQPS), "--zap-log-level=error")
+	args := []string{"--kubeconfig=" + kcPath, "--push-bind-address=" + pushAddr,
+		"--push-base-url=http://" + pushAddr, "--health-probe-bind-address=0", "--metrics-bind-address=0", "--zap-log-level=error"}
+	if *apiQPS > 0 {
+		args = append(args, "--kube-api-qps="+strconv.Itoa(*apiQPS), "--kube-api-burst="+strconv.Itoa(2**apiQPS))
+	}
+	mgr := exec.Command(managerBin, args...)
 	mgr.Stderr = os.Stderr
 	if err := mgr.Start(); err != nil {
 		return fmt.Errorf("starting bin/manager (make build): %w", err)
