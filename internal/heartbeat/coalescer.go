@@ -47,7 +47,6 @@ type Coalescer struct {
 	mu      sync.Mutex
 	entries map[types.UID]*entry
 	closed  bool
-	wg      sync.WaitGroup
 }
 
 // Sink is where heartbeats are written.
@@ -113,7 +112,8 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	// have written since).
 	due := e.writtenAt.IsZero() ||
 		now.Sub(e.writtenAt) >= window ||
-		hb.Status != e.written.Status || hb.Status != m.Status.LastReportedStatus ||
+		hb.Status != e.written.Status ||
+		m.Status.LastReportedStatus != "" && hb.Status != m.Status.LastReportedStatus ||
 		ends ||
 		!now.Before(flushBy(m, e.written))
 	if due {
@@ -185,8 +185,6 @@ func (c *Coalescer) entry(uid types.UID) (*entry, bool) {
 // flush writes a monitor's held heartbeat, retrying while the API fails: it
 // was answered 200 and must not be lost.
 func (c *Coalescer) flush(uid types.UID, e *entry) {
-	c.wg.Add(1)
-	defer c.wg.Done()
 	e.mu.Lock()
 	defer e.mu.Unlock()
 	e.timer = nil
@@ -253,7 +251,8 @@ func (c *Coalescer) sweep() {
 	}
 }
 
-// FlushAll stops holding heartbeats and writes those held.
+// FlushAll stops holding heartbeats and writes those held. An entry whose
+// timer already fired is flushed here too: flush is a no-op once written.
 func (c *Coalescer) FlushAll() {
 	c.mu.Lock()
 	c.closed = true
@@ -262,12 +261,8 @@ func (c *Coalescer) FlushAll() {
 	c.mu.Unlock()
 	for uid, e := range entries {
 		e.mu.Lock()
-		stopped := e.timer == nil || e.timer.Stop()
-		e.timer = nil
+		e.stopTimer()
 		e.mu.Unlock()
-		if stopped {
-			c.flush(uid, e)
-		}
+		c.flush(uid, e)
 	}
-	c.wg.Wait()
 }
