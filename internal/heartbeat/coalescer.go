@@ -54,9 +54,12 @@ type Sink interface {
 	Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error
 }
 
-// entry is one monitor's coalescing state.
+// entry is one monitor's coalescing state. mu guards the fields and is
+// never held across an API call, so pushes are answered from memory while a
+// write is in flight; wmu orders the writes of one monitor.
 type entry struct {
-	mu sync.Mutex
+	mu  sync.Mutex
+	wmu sync.Mutex
 	// writtenAt is when the last write started; zero after a failed write,
 	// so the next push writes (and answers 503 if the API is still down).
 	writtenAt time.Time
@@ -66,7 +69,10 @@ type entry struct {
 	held *Heartbeat
 	// monitor is the identity (namespace, name, uid) the held one is for.
 	monitor *monitoringv1alpha1.PushMonitor
-	timer   *time.Timer
+	// window and span (timeout + grace) are the monitor's, as of its last push.
+	window, span time.Duration
+	timer        *time.Timer
+	flushing     bool
 	// nudged is the health episode an up push was last written at once for.
 	nudged string
 }
@@ -93,10 +99,12 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		return c.Writer.Record(ctx, m, hb)
 	}
 	e.mu.Lock()
-	defer e.mu.Unlock()
-
 	now := time.Now()
-	window := c.windowOf(m)
+	e.window, e.span = c.windowOf(m), m.TimeoutDuration()+m.GracePeriodDuration()
+	if e.monitor == nil {
+		// The writer needs only the monitor's identity.
+		e.monitor = &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID}}
+	}
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
 	// while no leader acts on them.
@@ -111,50 +119,62 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	// replica's last write and with what the API holds (another replica may
 	// have written since).
 	due := e.writtenAt.IsZero() ||
-		now.Sub(e.writtenAt) >= window ||
+		now.Sub(e.writtenAt) >= e.window ||
 		hb.Status != e.written.Status ||
 		m.Status.LastReportedStatus != "" && hb.Status != m.Status.LastReportedStatus ||
 		ends ||
-		!now.Before(flushBy(m, e.written))
-	if due {
-		if err := c.Writer.Record(ctx, m, hb); err != nil {
-			// A heartbeat held earlier stays held and its flush keeps
-			// retrying: it was answered 200.
-			e.writtenAt = time.Time{}
-			return err
-		}
-		// Anything held is older than hb, which is now written.
-		e.stopTimer()
-		e.held = nil
-		e.writtenAt, e.written = now, hb
-		if ends {
-			e.nudged = episode
-		}
+		!now.Before(e.flushBy())
+	if !due {
+		e.held = &hb
+		e.armLocked(c)
+		e.mu.Unlock()
 		return nil
 	}
+	e.mu.Unlock()
 
-	e.held = &hb
-	if e.monitor == nil {
-		// The writer needs only the monitor's identity.
-		e.monitor = &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID}}
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
+	err := c.Writer.Record(ctx, m, hb)
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if err != nil {
+		// A heartbeat held earlier stays held and its flush keeps
+		// retrying: it was answered 200.
+		e.writtenAt = time.Time{}
+		return err
 	}
-	if e.timer == nil {
-		at := e.writtenAt.Add(window)
-		if by := flushBy(m, e.written); by.Before(at) {
-			at = by
-		}
-		e.timer = time.AfterFunc(time.Until(at), func() { c.flush(m.UID, e) })
+	if e.held != nil && !e.held.Time.After(hb.Time) {
+		e.held = nil // older than hb, which is now written
+		e.stopTimer()
+	}
+	e.writtenAt, e.written = now, hb
+	if ends {
+		e.nudged = episode
 	}
 	return nil
 }
 
 // flushBy is when a held heartbeat must be written at the latest: a margin
 // before the deadline of the last written one.
-func flushBy(m *monitoringv1alpha1.PushMonitor, written Heartbeat) time.Time {
-	if written.Time.IsZero() {
+func (e *entry) flushBy() time.Time {
+	if e.written.Time.IsZero() {
 		return time.Time{}
 	}
-	return m.DeadlineFrom(written.Time).Add(-flushMargin)
+	return e.written.Time.Add(e.span - flushMargin)
+}
+
+// armLocked schedules the flush of the held heartbeat, unless one is
+// scheduled or running (which re-arms when it is done).
+func (e *entry) armLocked(c *Coalescer) {
+	if e.timer != nil || e.flushing || e.held == nil {
+		return
+	}
+	at := e.writtenAt.Add(e.window)
+	if by := e.flushBy(); by.Before(at) {
+		at = by
+	}
+	uid := e.monitor.UID
+	e.timer = time.AfterFunc(time.Until(at), func() { c.flush(uid, e) })
 }
 
 func (c *Coalescer) windowOf(m *monitoringv1alpha1.PushMonitor) time.Duration {
@@ -185,26 +205,42 @@ func (c *Coalescer) entry(uid types.UID) (*entry, bool) {
 // flush writes a monitor's held heartbeat, retrying while the API fails: it
 // was answered 200 and must not be lost.
 func (c *Coalescer) flush(uid types.UID, e *entry) {
+	e.wmu.Lock()
+	defer e.wmu.Unlock()
 	e.mu.Lock()
-	defer e.mu.Unlock()
 	e.timer = nil
 	if e.held == nil {
+		e.mu.Unlock()
 		return
 	}
 	hb, m := *e.held, e.monitor
+	e.held, e.flushing = nil, true
+	e.mu.Unlock()
+
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	err := c.Writer.Record(ctx, m, hb)
+
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.flushing = false
 	switch {
 	case err == nil:
-		e.held, e.writtenAt, e.written = nil, time.Now(), hb
+		if hb.Time.After(e.written.Time) {
+			e.writtenAt, e.written = time.Now(), hb
+		}
+		e.armLocked(c) // for pushes held while this write ran
 	case apierrors.IsNotFound(err) || errors.Is(err, ErrMonitorReplaced):
 		// The monitor is gone (or was re-created): nothing to keep.
 		e.held = nil
 		c.forget(uid)
 	default:
 		c.Log.Error(err, "writing held heartbeat; retrying", "namespace", m.Namespace, "name", m.Name)
+		if e.held == nil {
+			e.held = &hb
+		}
 		e.writtenAt = time.Time{}
+		e.stopTimer()
 		e.timer = time.AfterFunc(time.Second, func() { c.flush(uid, e) })
 	}
 }
