@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -36,13 +37,13 @@ func TestHeartbeatWritesAreBounded(t *testing.T) {
 	w, err := wc.Watch(context.Background(), &list, client.InNamespace(ns))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer w.Stop()
-	writes := 0
+	var writes atomic.Int64
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		for ev := range w.ResultChan() {
 			if ev.Type == watch.Modified {
-				writes++
+				writes.Add(1)
 			}
 		}
 	}()
@@ -61,12 +62,13 @@ func TestHeartbeatWritesAreBounded(t *testing.T) {
 		got := getMonitor(g, m)
 		g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.LastHeartbeatTime.Add(66 * time.Second)))
 	}).Should(Succeed())
+	g.Eventually(writes.Load).Should(BeNumerically(">=", 1), "the watch saw the write")
 	w.Stop()
 	<-done
 	windows := int(burst/heartbeat.DefaultWindow) + 1
-	t.Logf("%d pushes in %v cost %d status writes (heartbeat + deadline)", pushes, burst.Round(time.Millisecond), writes)
+	t.Logf("%d pushes in %v cost %d status writes", pushes, burst.Round(time.Millisecond), writes.Load())
 	// Per window: at most the first push (written before its answer) and
-	// the held one at the window's end, each followed by a deadline write.
-	g.Expect(writes).To(BeNumerically("<=", 4*windows))
-	g.Expect(writes).To(BeNumerically(">=", 2), "the burst was written")
+	// the held one at the window's end; while Up, each carries its deadline,
+	// so the reconciler needs no write of its own (bound kept loose: 4).
+	g.Expect(writes.Load()).To(BeNumerically("<=", 4*windows))
 }

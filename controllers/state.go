@@ -105,22 +105,24 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 }
 
 // newerHeartbeat reports whether the last heartbeat is newer than the one a
-// HeartbeatMissed Down was declared on. The missed deadline was that
-// heartbeat's (or the watch start's) deadline under the spec of the
-// condition's generation: while the spec is unchanged, a heartbeat is newer
-// exactly when its deadline is later. After a spec change the deadlines are
-// not comparable; then a heartbeat is newer if it came at or after the
-// transition (second precision, which errs toward staying Down: a timeout
-// is at least 1s, so the heartbeat the Down was declared on is always older
-// than the transition's second).
+// HeartbeatMissed Down was declared on. A heartbeat received at or after the
+// transition's second is (the one the Down was declared on is at least a
+// timeout, so at least 1s, older than the transition). One received just
+// before it, but stored after the Down, is told by its deadline: the missed
+// deadline was that of the older heartbeat under the spec of the
+// condition's generation, so while the spec is unchanged a newer heartbeat
+// has a later deadline. The push endpoint may also have written this
+// heartbeat's deadline into status (it does while it sees the monitor Up);
+// the transition-time test covers that case.
 func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *metav1.Condition, missed time.Time) bool {
 	if last == nil {
 		return false
 	}
-	if down.ObservedGeneration == m.Generation {
-		return m.DeadlineFrom(*last).After(missed)
+	// At or after the transition (second precision): newer whatever the spec.
+	if !down.LastTransitionTime.IsZero() && !last.Before(down.LastTransitionTime.Time) {
+		return true
 	}
-	return !last.Before(down.LastTransitionTime.Time)
+	return down.ObservedGeneration == m.Generation && m.DeadlineFrom(*last).After(missed)
 }
 
 // missedMessage says how long the monitor has been silent, e.g.

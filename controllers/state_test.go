@@ -433,3 +433,31 @@ func TestEvaluateMissedDownSurvivesTimeoutRaise(t *testing.T) {
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
 	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
 }
+
+// TestEvaluateHeartbeatRacingTheDown: a heartbeat received just after the
+// Down was decided, whose write (carrying its own deadline, as the push
+// endpoint writes it while it still sees the monitor Up) landed after the
+// Down, recovers the monitor.
+func TestEvaluateHeartbeatRacingTheDown(t *testing.T) {
+	g := NewWithT(t)
+	old := time.Date(2026, 11, 25, 12, 0, 0, 0, time.UTC)
+	m := &monitoringv1alpha1.PushMonitor{}
+	m.Generation = 1
+	m.Spec.Timeout = &metav1.Duration{Duration: 2 * time.Second}
+	m.Spec.GracePeriod = &metav1.Duration{}
+	downAt := old.Add(2*time.Second + 300*time.Millisecond)
+	fresh := downAt.Add(100 * time.Millisecond)
+	lastMT, deadlineMT := metav1.NewMicroTime(fresh), metav1.NewMicroTime(fresh.Add(2*time.Second))
+	m.Status = monitoringv1alpha1.PushMonitorStatus{
+		State: monitoringv1alpha1.StateDown, LastHeartbeatTime: &lastMT, Deadline: &deadlineMT,
+		LastReportedStatus: monitoringv1alpha1.ReportedUp,
+		Conditions: []metav1.Condition{{
+			Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
+			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, ObservedGeneration: 1,
+			LastTransitionTime: metav1.NewTime(downAt.Truncate(time.Second)),
+		}},
+	}
+	h := evaluate(m, fresh.Add(50*time.Millisecond), old.Add(-time.Hour))
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+}

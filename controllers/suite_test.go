@@ -117,6 +117,7 @@ func startManager() error {
 	mgrMu.Lock()
 	defer mgrMu.Unlock()
 	log := zap.New(zap.WriteTo(logs), zap.UseDevMode(true), zap.Level(zapcore.DebugLevel))
+	ctrl.SetLogger(log)
 	mgr, err := ctrl.NewManager(restCfg, ctrl.Options{
 		Scheme:                 scheme,
 		Logger:                 log,

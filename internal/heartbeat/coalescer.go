@@ -67,7 +67,7 @@ type entry struct {
 	written Heartbeat
 	// held is the newest heartbeat answered but not yet written.
 	held *Heartbeat
-	// monitor is the identity (namespace, name, uid) the held one is for.
+	// monitor is the monitor the held one is for, as of its last push.
 	monitor *monitoringv1alpha1.PushMonitor
 	// window and span (timeout + grace) are the monitor's, as of its last push.
 	window, span time.Duration
@@ -101,9 +101,13 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	e.mu.Lock()
 	now := time.Now()
 	e.window, e.span = c.windowOf(m), m.TimeoutDuration()+m.GracePeriodDuration()
-	if e.monitor == nil {
-		// The writer needs only the monitor's identity.
-		e.monitor = &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID}}
+	// What a flush needs of the monitor: identity, timing and state (the
+	// writer adds the deadline while Up). The spec's pointers are shared
+	// with the cache, which never modifies them in place.
+	e.monitor = &monitoringv1alpha1.PushMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID},
+		Spec:       m.Spec,
+		Status:     monitoringv1alpha1.PushMonitorStatus{State: m.Status.State},
 	}
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
