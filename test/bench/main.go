@@ -516,4 +516,3 @@ func rss(pid int) string {
 	}
 	return "unknown"
 }
-
