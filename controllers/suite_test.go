@@ -1,7 +1,6 @@
 package controllers_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -28,6 +27,7 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 // The suite starts one real kube-apiserver and etcd (built by
@@ -47,7 +47,7 @@ var (
 	mgrCancel context.CancelFunc
 	mgrDone   chan error
 	pushAddr  string
-	logs      = &syncBuffer{}
+	logs      = &testutil.SyncBuffer{}
 )
 
 func init() {
@@ -196,32 +196,4 @@ func writeKubeconfig() (string, error) {
 	defer f.Close()
 	_, err = f.Write(b)
 	return f.Name(), err
-}
-
-// syncBuffer collects the manager's log for the token-leak check and for
-// failure reports.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *syncBuffer) Tail(n int) string {
-	s := b.String()
-	lines := bytes.Split([]byte(s), []byte("\n"))
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return string(bytes.Join(lines, []byte("\n")))
 }

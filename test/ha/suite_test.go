@@ -5,7 +5,6 @@
 package ha
 
 import (
-	"bytes"
 	"fmt"
 	"io"
 	"net"
@@ -28,6 +27,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 var (
@@ -100,7 +100,7 @@ type replica struct {
 	name     string
 	pushAddr string
 	cmd      *exec.Cmd
-	out      *syncBuffer
+	out      *testutil.SyncBuffer
 	exited   chan struct{}
 }
 
@@ -110,7 +110,7 @@ func startReplica(t *testing.T, name, apiServer string, extra ...string) *replic
 	t.Helper()
 	kc := writeKubeconfig(t, name, apiServer)
 	addr := freeAddr(t)
-	r := &replica{name: name, pushAddr: addr, out: &syncBuffer{}, exited: make(chan struct{})}
+	r := &replica{name: name, pushAddr: addr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{
 		"--kubeconfig=" + kc,
 		"--leader-elect", "--leader-elect-namespace=default",
@@ -128,7 +128,7 @@ func startReplica(t *testing.T, name, apiServer string, extra ...string) *replic
 	t.Cleanup(func() {
 		r.kill()
 		if t.Failed() {
-			t.Logf("--- %s log (tail) ---\n%s", name, tail(r.out.String(), 60))
+			t.Logf("--- %s log (tail) ---\n%s", name, r.out.Tail(60))
 		}
 	})
 	// Ready once the push endpoint answers.
@@ -261,29 +261,4 @@ func (p *proxy) down() {
 		c.Close()
 	}
 	p.conns = map[net.Conn]struct{}{}
-}
-
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(s, "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
