@@ -48,13 +48,14 @@ func run() error {
 		apiBurst, concurrency                         int
 		heartbeatWindow, leaseDuration, renewDeadline time.Duration
 		retryPeriod                                   time.Duration
-		leaderElectNamespace                          string
+		leaderElectNamespace, pprofAddr               string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
 	flag.StringVar(&pushAddr, "push-bind-address", ":8082", "Address the push endpoint (/api/push/{token}) binds to.")
 	flag.StringVar(&pushBaseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
 	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles; every replica serves pushes.")
+	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (debugging); 0 disables them.")
 	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease; in a cluster, the manager's own.")
 	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's lease lasts; a dead leader is replaced after at most this long.")
 	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
@@ -92,6 +93,7 @@ func run() error {
 		Scheme:                        scheme,
 		Metrics:                       metricsOpts,
 		HealthProbeBindAddress:        probeAddr,
+		PprofBindAddress:              pprofAddr,
 		LeaderElection:                leaderElect,
 		LeaderElectionID:              "pushmon.monitoring.pushmon.dev",
 		LeaderElectionNamespace:       leaderElectNamespace,

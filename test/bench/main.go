@@ -130,6 +130,9 @@ func run() error {
 	pushAddr := freeAddr()
 	args := []string{"--kubeconfig=" + kcPath, "--push-bind-address=" + pushAddr,
 		"--push-base-url=http://" + pushAddr, "--health-probe-bind-address=0", "--metrics-bind-address=0", "--zap-log-level=error"}
+	if a := os.Getenv("BENCH_PPROF"); a != "" {
+		args = append(args, "--pprof-bind-address="+a)
+	}
 	if *apiQPS > 0 {
 		args = append(args, "--kube-api-qps="+strconv.Itoa(*apiQPS), "--kube-api-burst="+strconv.Itoa(2**apiQPS))
 	}
