@@ -67,6 +67,11 @@ verify-generated: manifests generate ## Fail if generated files differ from what
 build: ## Build the manager binary into bin/manager.
 	go build -o $(LOCALBIN)/manager ./cmd
 
+.PHONY: demo
+demo: controlplane ## Run pushmon on a local control plane (no cluster) and walk a monitor through its states.
+	go build -o $(LOCALBIN)/pushmon-demo ./hack/demo
+	$(LOCALBIN)/pushmon-demo
+
 .PHONY: install
 install: manifests ## Install the CRD into the cluster KUBECONFIG points to.
 	$(KUBECTL) apply -k config/crd

@@ -1,0 +1,187 @@
+// Command demo runs pushmon on a local control plane (etcd + kube-apiserver
+// from bin/k8s, no cluster needed), applies config/samples and walks one
+// monitor through Pending → Up → Down → Recovered with curl, printing
+// kubectl's view after each step. `make demo` runs it; Ctrl-C stops every
+// process it started. DEMO_EXIT=1 exits after the walk-through.
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"fmt"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/operator"
+)
+
+const pushAddr = "127.0.0.1:8082"
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "demo:", err)
+		os.Exit(1)
+	}
+}
+
+func run() error {
+	root, _ := filepath.Abs(".")
+	bin := filepath.Join(root, "bin", "k8s")
+	kubeconfig := filepath.Join(root, "bin", "demo", "kubeconfig")
+	say("starting etcd and kube-apiserver from bin/k8s")
+	env := &envtest.Environment{
+		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true,
+		BinaryAssetsDirectory: bin,
+	}
+	cfg, err := env.Start()
+	defer func() {
+		say("stopping the manager, kube-apiserver and etcd")
+		_ = env.Stop()
+	}()
+	if err != nil {
+		return fmt.Errorf("starting the control plane (make controlplane): %w", err)
+	}
+	user, err := env.ControlPlane.AddUser(envtest.User{Name: "demo", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		return err
+	}
+	kc, err := user.KubeConfig()
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(kubeconfig), 0o755); err != nil {
+		return err
+	}
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		return err
+	}
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	scheme := runtime.NewScheme()
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(monitoringv1alpha1.AddToScheme(scheme))
+	log := zap.New(zap.WriteTo(mustCreate(filepath.Join(root, "bin", "demo", "manager.log"))))
+	ctrl.SetLogger(log)
+	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		Scheme: scheme, Logger: log, Cache: operator.CacheOptions(),
+		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+	})
+	if err != nil {
+		return err
+	}
+	srv, err := operator.Setup(ctx, mgr, operator.Config{
+		PushAddr: pushAddr, PushBaseURL: "http://" + pushAddr, Concurrency: 4, HeartbeatWindow: heartbeat.DefaultWindow,
+	})
+	if err != nil {
+		return err
+	}
+	done := make(chan error, 1)
+	go func() { done <- mgr.Start(ctx) }()
+	for srv.Addr() == "" {
+		select {
+		case err := <-done:
+			return fmt.Errorf("manager stopped: %w", err)
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	say("pushmon is running; push endpoint on http://" + pushAddr + " (log: bin/demo/manager.log)")
+
+	k := kubectlRunner(filepath.Join(bin, "kubectl"), kubeconfig)
+	step("apply config/samples", k("apply", "-k", "config/samples"))
+	waitFor(k, "queue-worker", "Pending")
+	show(k)
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k("get", "secret", "queue-worker-push", "-o", "jsonpath={.data.url}")))
+	if err != nil {
+		return fmt.Errorf("reading the push URL from Secret queue-worker-push: %w", err)
+	}
+	url := string(raw) // never printed: it carries the token
+
+	step("a heartbeat: curl -X POST \"$URL?msg=started\"", curl(url+"?msg=started"))
+	waitFor(k, "queue-worker", "Up")
+	show(k)
+	step("a failure: curl -X POST \"$URL?status=down&msg=backup-failed\"", curl(url+"?status=down&msg=backup-failed"))
+	waitFor(k, "queue-worker", "Down")
+	show(k)
+	step("it works again: curl -X POST \"$URL?msg=backup-completed\"", curl(url+"?msg=backup-completed"))
+	waitFor(k, "queue-worker", "Up")
+	show(k)
+
+	fmt.Printf(`
+Try it yourself (another terminal):
+  export KUBECONFIG=%s
+  URL=$(bin/k8s/kubectl get secret queue-worker-push -o jsonpath='{.data.url}' | base64 -d)
+  curl -X POST "$URL?status=down&msg=by-hand"
+  bin/k8s/kubectl describe pm queue-worker
+`, kubeconfig)
+	if os.Getenv("DEMO_EXIT") == "1" {
+		stop()
+	} else {
+		fmt.Println("\nCtrl-C stops the demo and every process it started.")
+	}
+	<-ctx.Done()
+	return <-done
+}
+
+func say(s string) { fmt.Println("==> " + s) }
+
+func step(title, out string) {
+	fmt.Printf("\n==> %s\n%s", title, out)
+}
+
+func show(k func(...string) string) {
+	fmt.Print(k("get", "pushmonitors", "-o", "wide"))
+	fmt.Print(k("get", "events", "--field-selector", "involvedObject.name=queue-worker", "--sort-by=.metadata.creationTimestamp"))
+}
+
+// waitFor polls until the monitor shows the state (the demo's progress, not
+// an assertion).
+func waitFor(k func(...string) string, name, state string) {
+	for i := 0; i < 100; i++ {
+		if strings.TrimSpace(k("get", "pm", name, "-o", "jsonpath={.status.state}")) == state {
+			return
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+func kubectlRunner(kubectl, kubeconfig string) func(...string) string {
+	return func(args ...string) string {
+		out, err := exec.Command(kubectl, append([]string{"--kubeconfig", kubeconfig}, args...)...).CombinedOutput()
+		if err != nil {
+			return fmt.Sprintf("%s(kubectl: %v)\n", out, err)
+		}
+		return string(out)
+	}
+}
+
+func curl(url string) string {
+	out, err := exec.Command("curl", "-sS", "-X", "POST", url).CombinedOutput()
+	if err != nil {
+		return fmt.Sprintf("%s(curl: %v)\n", out, err)
+	}
+	return string(out)
+}
+
+func mustCreate(path string) *os.File {
+	f, err := os.Create(path)
+	if err != nil {
+		panic(err)
+	}
+	return f
+}
