@@ -101,14 +101,6 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	e.mu.Lock()
 	now := time.Now()
 	e.window, e.span = c.windowOf(m), m.TimeoutDuration()+m.GracePeriodDuration()
-	// What a flush needs of the monitor: identity, timing and state (the
-	// writer adds the deadline while Up). The spec's pointers are shared
-	// with the cache, which never modifies them in place.
-	e.monitor = &monitoringv1alpha1.PushMonitor{
-		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID},
-		Spec:       m.Spec,
-		Status:     monitoringv1alpha1.PushMonitorStatus{State: m.Status.State},
-	}
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
 	// while no leader acts on them.
@@ -130,6 +122,14 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		!now.Before(e.flushBy())
 	if !due {
 		e.held = &hb
+		// What a flush needs of the monitor: identity, timing and state
+		// (the writer adds the deadline while Up). The spec's pointers are
+		// shared with the cache, which never modifies them in place.
+		e.monitor = &monitoringv1alpha1.PushMonitor{
+			ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID},
+			Spec:       m.Spec,
+			Status:     monitoringv1alpha1.PushMonitorStatus{State: m.Status.State},
+		}
 		e.armLocked(c)
 		e.mu.Unlock()
 		return nil

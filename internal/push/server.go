@@ -267,11 +267,18 @@ type answer struct {
 	Msg string `json:"msg,omitempty"`
 }
 
+// okBody is the answer to every accepted push, encoded once.
+var okBody = []byte(`{"ok":true}` + "\n")
+
 func writeJSON(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
-	_ = json.NewEncoder(w).Encode(answer{OK: code == http.StatusOK, Msg: msg})
+	if code == http.StatusOK {
+		_, _ = w.Write(okBody)
+		return
+	}
+	_ = json.NewEncoder(w).Encode(answer{OK: false, Msg: msg})
 }
 
 func unavailable(w http.ResponseWriter) {
