@@ -132,11 +132,13 @@ func TestPushBeforeDeadlineKeepsUp(t *testing.T) {
 	oldDeadline := got.Status.Deadline.Time
 	waitUntil(oldDeadline.Add(-300 * time.Millisecond))
 	mustPush(t, tok, "msg=just-in-time")
-	waitUntil(oldDeadline.Add(200 * time.Millisecond))
-	got = getMonitor(g, m)
-	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
-	g.Expect(got.Status.LastMessage).To(Equal("just-in-time"))
-	g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+	// Watched continuously across the old deadline, not sampled once after it.
+	g.Consistently(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+		g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+	}).WithTimeout(time.Until(oldDeadline.Add(500 * time.Millisecond))).WithPolling(20 * time.Millisecond).Should(Succeed())
+	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("just-in-time"))
 }
 
 // TestNeverPingedGoesDown: a monitor that never hears a heartbeat goes Down
