@@ -246,18 +246,23 @@ func waitHTTP(url string) {
 	panic("server did not start: " + url)
 }
 
-// createMonitors creates n monitors in a new namespace and returns their
-// tokens once every one is Ready.
-func createMonitors(ctx context.Context, c client.Client, prefix string, n int, timeout time.Duration) ([]string, error) {
+// createNamespaceOfMonitors creates a namespace with n monitors of spec.
+func createNamespaceOfMonitors(ctx context.Context, c client.Client, prefix string, n int, spec monitoringv1alpha1.PushMonitorSpec) (*corev1.Namespace, error) {
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
 	if err := c.Create(ctx, ns); err != nil {
 		return nil, err
 	}
-	if err := parallel(n, 32, func(i int) error {
-		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m%05d", i)},
-			Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}}}
+	return ns, parallel(n, 32, func(i int) error {
+		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m%05d", i)}, Spec: spec}
 		return c.Create(ctx, m)
-	}); err != nil {
+	})
+}
+
+// createMonitors creates n monitors in a new namespace and returns their
+// tokens once every one is Ready.
+func createMonitors(ctx context.Context, c client.Client, prefix string, n int, timeout time.Duration) ([]string, error) {
+	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}})
+	if err != nil {
 		return nil, err
 	}
 	for {
@@ -424,15 +429,9 @@ func writesPer(ctx context.Context, c client.WithWatch, _ string, pushAddr strin
 // expiry creates n monitors (grace 0s), pushes each once, stops, and
 // returns for each how long after its deadline the API showed it Down.
 func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n int, timeout time.Duration) ([]time.Duration, error) {
-	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
-	if err := c.Create(ctx, ns); err != nil {
-		return nil, err
-	}
-	if err := parallel(n, 32, func(i int) error {
-		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("e%05d", i)},
-			Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}, GracePeriod: &metav1.Duration{}}}
-		return c.Create(ctx, m)
-	}); err != nil {
+	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n,
+		monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}, GracePeriod: &metav1.Duration{}})
+	if err != nil {
 		return nil, err
 	}
 	var toks []string
