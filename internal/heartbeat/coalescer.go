@@ -219,6 +219,10 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 	}
 	hb, m := *e.held, e.monitor
 	e.held, e.flushing = nil, true
+	// The flush opens the next window: pushes that arrive while it runs are
+	// held for the window's end instead of each writing on its own, so a
+	// steady pusher costs one write per window.
+	e.writtenAt = time.Now()
 	e.mu.Unlock()
 
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
@@ -231,7 +235,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 	switch {
 	case err == nil:
 		if hb.Time.After(e.written.Time) {
-			e.writtenAt, e.written = time.Now(), hb
+			e.written = hb
 		}
 		e.armLocked(c) // for pushes held while this write ran
 	case apierrors.IsNotFound(err) || errors.Is(err, ErrMonitorReplaced):

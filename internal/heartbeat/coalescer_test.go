@@ -773,3 +773,46 @@ func TestCoalescerFlushAllRacesTimers(t *testing.T) {
 		t.Errorf("%d held heartbeats not yet written when FlushAll returned", lost)
 	}
 }
+
+// gatedSink blocks flush writes (not those made by Record for a push) until
+// release is closed, so a test can push while a flush is in flight.
+type gatedSink struct {
+	fakeSink
+	entered chan struct{}
+	release chan struct{}
+}
+
+func (s *gatedSink) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	if ctx.Value(pushKey{}) == nil {
+		s.entered <- struct{}{}
+		<-s.release
+	}
+	return s.fakeSink.Record(ctx, m, hb)
+}
+
+// A steady pusher costs one write per window: a push that arrives while the
+// window's flush is being written is held for the next window, not written
+// on its own (which would double the writes when pushes and flushes meet).
+func TestCoalescerPushDuringFlushIsHeld(t *testing.T) {
+	g := NewWithT(t)
+	const window = 200 * time.Millisecond
+	s := &gatedSink{entered: make(chan struct{}, 1), release: make(chan struct{})}
+	c := newCoalescer(s, window)
+	m := newMonitor("u1", time.Minute, defaultGrace)
+	ctx := pushContext()
+
+	g.Expect(c.Record(ctx, m, up("a"))).To(Succeed())
+	g.Expect(c.Record(ctx, m, up("b"))).To(Succeed())
+	g.Eventually(s.entered).WithTimeout(2 * time.Second).Should(Receive())
+	flushStart := time.Now()
+
+	// The flush of "b" is in flight; "c" must neither write nor wait for it.
+	g.Expect(c.Record(ctx, m, up("c"))).To(Succeed())
+	g.Expect(s.messages()).To(Equal([]string{"a"}))
+	g.Expect(heldMessage(c, m.UID)).To(Equal("c"))
+	close(s.release)
+
+	g.Eventually(s.messages).WithTimeout(2 * time.Second).WithPolling(poll).Should(Equal([]string{"a", "b", "c"}))
+	g.Expect(s.written()[2].at.Sub(flushStart)).To(BeNumerically(">=", window-20*time.Millisecond))
+	g.Expect(s.inRecord()).To(Equal([]bool{true, false, false}))
+}

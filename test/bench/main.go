@@ -6,15 +6,18 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,14 +25,17 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
@@ -165,11 +171,20 @@ func run() error {
 		return err
 	}
 	time.Sleep(2 * time.Second)
-	bareRes := load(*loadFor, *conns, func(i int) string { return "http://" + bareAddr + "/api/push/x" })
+	// Each throughput run is measured after a second of the same load: the
+	// steady state, not the first push of each monitor's window, which is
+	// written before it is answered (about one API write per monitor).
+	bareURL := func(i int) string { return "http://" + bareAddr + "/api/push/x" }
+	load(time.Second, *conns, bareURL)
+	bareRes := load(*loadFor, *conns, bareURL)
 	report("bare Go handler: requests/s, p50, p99", "%s", bareRes)
-	pushRes := load(*loadFor, *conns, func(i int) string {
+	pushURL := func(i int) string {
 		return "http://" + pushAddr + token.PushPathPrefix + toks[i%len(toks)] + "?msg=bench"
-	})
+	}
+	load(time.Second, *conns, pushURL)
+	before := apiRequests(ctx, cfg)
+	pushRes := load(*loadFor, *conns, pushURL)
+	printRequests(fmt.Sprintf("the %v push run", *loadFor), before, apiRequests(ctx, cfg), 10)
 	report(fmt.Sprintf("pushmon push endpoint, %d monitors: requests/s, p50, p99", *monitors), "%s", pushRes)
 	report("ratio pushmon / bare (target >= 0.7)", "%.2f", pushRes.rps/bareRes.rps)
 	if pushRes.non200 > 0 {
@@ -178,7 +193,7 @@ func run() error {
 
 	// 2. API writes per 1,000 pushes at 1/s and 10/s per monitor.
 	for _, rate := range []int{1, 10} {
-		w, p := writesPer(ctx, c, "load", pushAddr, toks, rate, 12*time.Second)
+		w, p := writesPer(ctx, cfg, pushAddr, toks, rate, 12*time.Second)
 		report(fmt.Sprintf("API writes per 1,000 pushes at %d push/s per monitor", rate), "%.0f (%d writes, %d pushes)", 1000*float64(w)/float64(p), w, p)
 	}
 
@@ -208,11 +223,14 @@ func run() error {
 
 	// 5. Many monitors: time until every Secret is issued, and RSS.
 	if *bigMonitors > 0 {
+		before = apiRequests(ctx, cfg)
 		start := time.Now()
 		if _, err := createMonitors(ctx, c, "big", *bigMonitors, time.Hour); err != nil {
 			return err
 		}
-		report(fmt.Sprintf("%d monitors: created to all Ready (target <= 60s)", *bigMonitors), "%v", time.Since(start).Round(100*time.Millisecond))
+		took := time.Since(start)
+		printRequests(fmt.Sprintf("the %d-monitor run", *bigMonitors), before, apiRequests(ctx, cfg), float64(*bigMonitors)/10)
+		report(fmt.Sprintf("%d monitors: created to all Ready (target <= 60s)", *bigMonitors), "%v", took.Round(100*time.Millisecond))
 		time.Sleep(5 * time.Second) // settle: steady state, not the creation burst
 		report(fmt.Sprintf("manager RSS with %d+%d monitors (target <= 300MB)", *bigMonitors, *monitors), "%s", rss(mgr.Process.Pid))
 	}
@@ -260,26 +278,34 @@ func createNamespaceOfMonitors(ctx context.Context, c client.Client, prefix stri
 
 // createMonitors creates n monitors in a new namespace and returns their
 // tokens once every one is Ready.
-func createMonitors(ctx context.Context, c client.Client, prefix string, n int, timeout time.Duration) ([]string, error) {
+func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n int, timeout time.Duration) ([]string, error) {
 	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}})
 	if err != nil {
 		return nil, err
 	}
-	for {
-		var list monitoringv1alpha1.PushMonitorList
-		if err := c.List(ctx, &list, client.InNamespace(ns.Name)); err != nil {
-			return nil, err
-		}
-		ready := 0
-		for i := range list.Items {
-			if meta.IsStatusConditionTrue(list.Items[i].Status.Conditions, monitoringv1alpha1.ReadyCondition) {
-				ready++
+	// A watch, not repeated Lists: listing thousands of monitors every
+	// few hundred milliseconds would load the API server being measured.
+	var list monitoringv1alpha1.PushMonitorList
+	w, err := c.Watch(ctx, &list, client.InNamespace(ns.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer w.Stop()
+	ready := map[types.UID]bool{}
+	giveUp := time.After(10 * time.Minute)
+	for len(ready) < n {
+		select {
+		case ev, ok := <-w.ResultChan():
+			if !ok {
+				return nil, fmt.Errorf("watch of %s ended with %d of %d monitors Ready", ns.Name, len(ready), n)
 			}
+			if m, isMonitor := ev.Object.(*monitoringv1alpha1.PushMonitor); isMonitor &&
+				meta.IsStatusConditionTrue(m.Status.Conditions, monitoringv1alpha1.ReadyCondition) {
+				ready[m.UID] = true
+			}
+		case <-giveUp:
+			return nil, fmt.Errorf("only %d of %d monitors in %s became Ready", len(ready), n, ns.Name)
 		}
-		if ready == n {
-			break
-		}
-		time.Sleep(200 * time.Millisecond)
 	}
 	var secrets corev1.SecretList
 	if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
@@ -377,23 +403,10 @@ func pct(d []time.Duration, p int) time.Duration {
 }
 
 // writesPer pushes every monitor rate times a second for d and counts the
-// PushMonitor writes the API server saw (watch MODIFIED events).
-func writesPer(ctx context.Context, c client.WithWatch, _ string, pushAddr string, toks []string, rate int, d time.Duration) (writes, pushes int64) {
-	var list monitoringv1alpha1.PushMonitorList
-	w, err := c.Watch(ctx, &list)
-	if err != nil {
-		panic(err)
-	}
-	var modified atomic.Int64
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Modified {
-				modified.Add(1)
-			}
-		}
-	}()
+// writes (POST, PUT, PATCH, DELETE of any resource) the API server served
+// meanwhile and while held heartbeats land afterwards.
+func writesPer(ctx context.Context, cfg *rest.Config, pushAddr string, toks []string, rate int, d time.Duration) (writes, pushes int64) {
+	before := apiRequests(ctx, cfg)
 	tr := &http.Transport{MaxIdleConnsPerHost: 64}
 	hc := &http.Client{Transport: tr}
 	var sent atomic.Int64
@@ -421,9 +434,14 @@ func writesPer(ctx context.Context, c client.WithWatch, _ string, pushAddr strin
 	}
 	wg.Wait()
 	time.Sleep(6 * time.Second) // let held heartbeats and deadline writes land
-	w.Stop()
-	<-done
-	return modified.Load(), sent.Load()
+	after := apiRequests(ctx, cfg)
+	var n float64
+	for k, v := range after {
+		if verb, _, _ := strings.Cut(k, " "); verb == "POST" || verb == "PUT" || verb == "PATCH" || verb == "DELETE" {
+			n += v - before[k]
+		}
+	}
+	return int64(n), sent.Load()
 }
 
 // expiry creates n monitors (grace 0s), pushes each once, stops, and
@@ -520,4 +538,51 @@ func rss(pid int) string {
 		}
 	}
 	return "unknown"
+}
+
+// printRequests prints, to stderr, the API requests between two readings of
+// apiRequests that number at least min.
+func printRequests(during string, before, after map[string]float64, min float64) {
+	fmt.Fprintf(os.Stderr, "API requests during %s (all clients), by verb and resource:\n", during)
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		if d := after[k] - before[k]; d >= min {
+			fmt.Fprintf(os.Stderr, "  %-40s %8.0f\n", k, d)
+		}
+	}
+}
+
+// apiRequests reads the API server's apiserver_request_total counters,
+// summed by verb and resource (subresource appended), for every client.
+// The bench cannot go on without them, so a failure panics.
+func apiRequests(ctx context.Context, cfg *rest.Config) map[string]float64 {
+	out := map[string]float64{}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		panic(err)
+	}
+	body, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		panic(fmt.Sprintf("reading the API server's metrics: %v", err))
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		panic(fmt.Sprintf("parsing the API server's metrics: %v", err))
+	}
+	f, ok := families["apiserver_request_total"]
+	if !ok {
+		panic("the API server's metrics lack apiserver_request_total")
+	}
+	for _, m := range f.GetMetric() {
+		l := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		out[key] += m.GetCounter().GetValue()
+	}
+	return out
 }
