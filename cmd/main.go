@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
@@ -49,6 +51,8 @@ func run() error {
 		heartbeatWindow, leaseDuration, renewDeadline time.Duration
 		retryPeriod                                   time.Duration
 		leaderElectNamespace, pprofAddr               string
+		webhookCertPath, webhookCertName, webhookKey  string
+		webhookPort                                   int
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
@@ -67,6 +71,10 @@ func run() error {
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
 	flag.DurationVar(&heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
 		"Write a monitor's heartbeat at most once per window (capped at its gracePeriod) while its state does not change; 0 writes every push.")
+	flag.StringVar(&webhookCertPath, "webhook-cert-path", "", "Directory of the webhook's serving certificate (default: controller-runtime's, <tmp>/k8s-webhook-server/serving-certs). Without a certificate there the Pod webhook is off.")
+	flag.StringVar(&webhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
+	flag.StringVar(&webhookKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
+	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the webhook server listens on (all interfaces).")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -81,6 +89,12 @@ func run() error {
 	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
 	if secureMetrics {
 		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+
+	hookOpts := webhook.Options{Port: webhookPort, CertDir: webhookCertPath, CertName: webhookCertName, KeyName: webhookKey, TLSOpts: tlsOpts}
+	webhooks, why := webhooksEnabled(&hookOpts)
+	if !webhooks {
+		log.Info("webhooks off: pods are admitted without PUSH_URL injection (docs/injection.md)", "reason", why)
 	}
 
 	cfg, err := ctrl.GetConfig()
@@ -102,6 +116,7 @@ func run() error {
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
 		Cache:                         operator.CacheOptions(),
+		WebhookServer:                 webhook.NewServer(hookOpts),
 	})
 	if err != nil {
 		return fmt.Errorf("creating manager: %w", err)
@@ -109,12 +124,33 @@ func run() error {
 	ctx := ctrl.SetupSignalHandler()
 	if _, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
+		Webhooks: webhooks,
 	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect)
+	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect, "webhooks", webhooks)
 	return mgr.Start(ctx)
+}
+
+// webhooksEnabled follows kubebuilder's convention: webhooks are served
+// unless ENABLE_WEBHOOKS=false, and only when their certificate exists, so
+// that the manager also runs where no certificate was provisioned (make run,
+// make demo, a cluster without cert-manager). It fills in the default
+// certificate directory and says why webhooks are off.
+func webhooksEnabled(o *webhook.Options) (bool, string) {
+	if os.Getenv("ENABLE_WEBHOOKS") == "false" {
+		return false, "ENABLE_WEBHOOKS=false"
+	}
+	if o.CertDir == "" {
+		o.CertDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
+	for _, f := range []string{o.CertName, o.KeyName} {
+		if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {
+			return false, fmt.Sprintf("no webhook certificate: %v", err)
+		}
+	}
+	return true, ""
 }

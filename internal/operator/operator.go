@@ -1,5 +1,5 @@
 // Package operator wires pushmon's parts into a controller-runtime manager:
-// the token index, the reconciler and the push endpoint. cmd/main.go and the
+// the token index, the reconciler, the push endpoint and the Pod webhook. cmd/main.go and the
 // integration tests both start pushmon through it, so tests run what ships.
 package operator
 
@@ -13,9 +13,12 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/push"
 	"github.com/pushmon/pushmon/internal/token"
 )
@@ -33,6 +36,9 @@ type Config struct {
 	HeartbeatWindow time.Duration
 	// Now is the reconciler's clock (tests); time.Now when nil.
 	Now func() time.Time
+	// Webhooks registers the Pod webhook that injects PUSH_URL on the
+	// manager's webhook server (which then starts with the manager).
+	Webhooks bool
 }
 
 // CacheOptions restricts the manager's Secret cache to the Secrets pushmon
@@ -79,6 +85,17 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 	}
 	if err := mgr.AddReadyzCheck("push-endpoint", srv.ReadyCheck); err != nil {
 		return nil, err
+	}
+	if cfg.Webhooks {
+		hooks := mgr.GetWebhookServer()
+		hooks.Register(inject.Path, &webhook.Admission{Handler: &inject.PodInjector{
+			Reader:   mgr.GetClient(),
+			Decoder:  admission.NewDecoder(mgr.GetScheme()),
+			Recorder: mgr.GetEventRecorder("pushmon"),
+		}})
+		if err := mgr.AddReadyzCheck("webhook", hooks.StartedChecker()); err != nil {
+			return nil, err
+		}
 	}
 	return srv, nil
 }
