@@ -3,10 +3,7 @@ package e2e
 import (
 	"bufio"
 	"context"
-	"errors"
 	"net/http"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -20,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/testutil"
 	"github.com/pushmon/pushmon/internal/token"
 )
 
@@ -83,76 +81,14 @@ else
 fi`}
 }
 
-// runPod plays the node for a pod: no kubelet runs in these tests, so it
-// resolves each container's env as the kubelet would (secretKeyRef read
-// through the API), runs the container's command on this machine, and
-// reports the pod finished in its status, as the kubelet would, so that
-// the Job controller sees the outcome.
+// runPod plays the node for pod (no kubelet runs here; see
+// testutil.RunPod).
 func runPod(t *testing.T, pod *corev1.Pod) {
 	t.Helper()
-	g := NewWithT(t)
-	ctx := context.Background()
-	phase := corev1.PodSucceeded
-	var statuses []corev1.ContainerStatus
-	for _, c := range append(append([]corev1.Container(nil), pod.Spec.InitContainers...), pod.Spec.Containers...) {
-		env := []string{"PATH=" + os.Getenv("PATH")}
-		for _, e := range c.Env {
-			env = append(env, e.Name+"="+resolveEnv(t, pod.Namespace, e))
-		}
-		cmd := exec.CommandContext(ctx, c.Command[0], append(c.Command[1:], c.Args...)...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		code := 0
-		var exit *exec.ExitError
-		switch {
-		case errors.As(err, &exit):
-			code = exit.ExitCode()
-		case err != nil:
-			t.Fatalf("running container %s: %v", c.Name, err)
-		}
-		t.Logf("container %s exited %d: %s", c.Name, code, out)
-		reason := "Completed"
-		if code != 0 {
-			phase, reason = corev1.PodFailed, "Error"
-		}
-		now := metav1.Now()
-		statuses = append(statuses, corev1.ContainerStatus{Name: c.Name, Image: c.Image, ImageID: c.Image, Ready: false,
-			State: corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: int32(code), Reason: reason, StartedAt: now, FinishedAt: now}}})
-		if code != 0 {
-			break
-		}
-	}
-	g.Eventually(func() error {
-		var cur corev1.Pod
-		if err := k8sClient.Get(ctx, client.ObjectKeyFromObject(pod), &cur); err != nil {
-			return err
-		}
-		cur.Status.Phase = phase
-		cur.Status.ContainerStatuses = statuses
-		return k8sClient.Status().Update(ctx, &cur)
-	}).WithTimeout(10 * time.Second).Should(Succeed())
-}
-
-// resolveEnv is an env var's value as the kubelet would give it.
-func resolveEnv(t *testing.T, ns string, e corev1.EnvVar) string {
-	t.Helper()
-	switch {
-	case e.ValueFrom == nil:
-		return e.Value
-	case e.ValueFrom.SecretKeyRef != nil:
-		ref := e.ValueFrom.SecretKeyRef
-		var s corev1.Secret
-		if err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: ref.Name}, &s); err != nil {
-			t.Fatalf("env %s: secret %s: %v", e.Name, ref.Name, err)
-		}
-		v, ok := s.Data[ref.Key]
-		if !ok {
-			t.Fatalf("env %s: secret %s has no key %s", e.Name, ref.Name, ref.Key)
-		}
-		return string(v)
-	default:
-		t.Fatalf("env %s: this test's node resolves value and secretKeyRef only", e.Name)
-		return ""
+	out, err := testutil.RunPod(context.Background(), k8sClient, pod)
+	t.Logf("pod %s ran: %s", pod.Name, out)
+	if err != nil {
+		t.Fatalf("running pod %s: %v", pod.Name, err)
 	}
 }
 

@@ -145,7 +145,7 @@ func TestInjectionPushmonDown(t *testing.T) {
 	ns := newNamespace(t, "inject-down")
 	m, _ := createMonitor(t, ns, "worker", time.Minute)
 
-	manager.stop()
+	manager.Stop()
 	defer func() {
 		var err error
 		manager, err = startManager()

@@ -6,25 +6,18 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"syscall"
 	"testing"
 	"time"
 
-	admissionv1 "k8s.io/api/admissionregistration/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -44,7 +37,7 @@ var (
 	kubectl    string
 	kubecfg    string
 	managerBin string
-	manager    *process
+	manager    *testutil.Process
 	// The manager's addresses: push endpoint and (plain HTTP) metrics.
 	pushAddr, metricsAddr string
 )
@@ -86,7 +79,7 @@ func run(m *testing.M) int {
 	// The webhook configuration as config/webhook renders it (with its
 	// matchConditions); envtest points it at the manager's local port
 	// and issues the serving certificate.
-	hooks, err := renderedWebhooks()
+	hooks, err := testutil.RenderWebhooks(kubectl, filepath.Join(root, "config", "webhook"))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "rendering config/webhook:", err)
 		return 1
@@ -112,151 +105,33 @@ func run(m *testing.M) int {
 		return 1
 	}
 
-	kcm, err := startKubeControllerManager(assets)
+	kcm, err := testutil.StartKubeControllerManager(assets, kubecfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer kcm.stop()
+	defer kcm.Stop()
 
 	pushAddr, metricsAddr = freeAddr(), freeAddr()
 	if manager, err = startManager(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { manager.stop() }()
+	defer func() { manager.Stop() }()
 
 	code := m.Run()
 	if code != 0 {
-		fmt.Fprintf(os.Stderr, "--- pushmon manager log (tail) ---\n%s\n", manager.out.Tail(80))
-		fmt.Fprintf(os.Stderr, "--- kube-controller-manager log (tail) ---\n%s\n", kcm.out.Tail(40))
+		fmt.Fprintf(os.Stderr, "--- pushmon manager log (tail) ---\n%s\n", manager.Out.Tail(80))
+		fmt.Fprintf(os.Stderr, "--- kube-controller-manager log (tail) ---\n%s\n", kcm.Out.Tail(40))
 	}
 	return code
 }
 
-// renderedWebhooks renders config/webhook with kubectl's kustomize and
-// returns its MutatingWebhookConfigurations.
-func renderedWebhooks() ([]*admissionv1.MutatingWebhookConfiguration, error) {
-	out, err := exec.Command(kubectl, "kustomize", filepath.Join(root, "config", "webhook")).Output()
-	if err != nil {
-		return nil, err
-	}
-	var hooks []*admissionv1.MutatingWebhookConfiguration
-	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
-	for {
-		var doc runtime.RawExtension
-		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
-			break
-		} else if err != nil {
-			return nil, err
-		}
-		obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
-		if err != nil {
-			return nil, err
-		}
-		if h, ok := obj.(*admissionv1.MutatingWebhookConfiguration); ok {
-			hooks = append(hooks, h)
-		}
-	}
-	if len(hooks) == 0 {
-		return nil, errors.New("no MutatingWebhookConfiguration in config/webhook")
-	}
-	return hooks, nil
-}
-
-// process is a control plane or pushmon binary the suite runs.
-type process struct {
-	cmd    *exec.Cmd
-	out    *testutil.SyncBuffer
-	exited chan struct{}
-}
-
-func start(bin string, args ...string) (*process, error) {
-	p := &process{out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
-	p.cmd = exec.Command(bin, args...)
-	p.cmd.Stdout, p.cmd.Stderr = p.out, p.out
-	if err := p.cmd.Start(); err != nil {
-		return nil, err
-	}
-	go func() { _ = p.cmd.Wait(); close(p.exited) }()
-	return p, nil
-}
-
-func (p *process) stop() {
-	if p == nil || p.cmd.Process == nil {
-		return
-	}
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.exited:
-	case <-time.After(15 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.exited
-	}
-}
-
-// waitHTTP waits until url answers, or the process exits.
-func (p *process) waitHTTP(url string, within time.Duration) error {
-	deadline := time.Now().Add(within)
-	for {
-		resp, err := http.Get(url)
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return nil
-			}
-		}
-		select {
-		case <-p.exited:
-			return fmt.Errorf("exited: %s", p.out.Tail(40))
-		case <-time.After(50 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s not answering after %v: %s", url, within, p.out.Tail(40))
-		}
-	}
-}
-
-// startKubeControllerManager runs the CronJob and Job controllers.
-func startKubeControllerManager(assets string) (*process, error) {
-	healthAddr := freeAddr()
-	_, port, _ := net.SplitHostPort(healthAddr)
-	p, err := start(filepath.Join(assets, "kube-controller-manager"),
-		"--kubeconfig="+kubecfg,
-		"--controllers=cronjob,job",
-		"--leader-elect=false",
-		"--use-service-account-credentials=false",
-		"--bind-address=127.0.0.1", "--secure-port="+port,
-		"--authentication-skip-lookup", "--authorization-always-allow-paths=/healthz",
-	)
-	if err != nil {
-		return nil, fmt.Errorf("starting kube-controller-manager: %w", err)
-	}
-	// Its health endpoint is HTTPS with a self-signed certificate; a TCP
-	// connect is enough to know it serves.
-	deadline := time.Now().Add(60 * time.Second)
-	for {
-		if c, err := net.Dial("tcp", healthAddr); err == nil {
-			c.Close()
-			return p, nil
-		}
-		select {
-		case <-p.exited:
-			return nil, fmt.Errorf("kube-controller-manager exited: %s", p.out.Tail(40))
-		case <-time.After(100 * time.Millisecond):
-		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("kube-controller-manager did not start: %s", p.out.Tail(40))
-		}
-	}
-}
-
 // startManager runs bin/manager as a cluster would, with the webhook
 // certificate envtest issued for its local webhook port.
-func startManager() (*process, error) {
+func startManager() (*testutil.Process, error) {
 	wh := testEnv.WebhookInstallOptions
-	p, err := start(managerBin,
+	p, err := testutil.Start(managerBin,
 		"--kubeconfig="+kubecfg,
 		"--push-bind-address="+pushAddr, "--push-base-url=http://"+pushAddr,
 		"--health-probe-bind-address=0",
@@ -267,24 +142,13 @@ func startManager() (*process, error) {
 	if err != nil {
 		return nil, fmt.Errorf("starting the manager: %w", err)
 	}
-	if err := p.waitHTTP("http://"+metricsAddr+"/metrics", 30*time.Second); err != nil {
-		p.stop()
-		return nil, fmt.Errorf("manager: %w", err)
-	}
-	// The webhook server listens once the manager runs its runnables.
-	deadline := time.Now().Add(30 * time.Second)
-	hookAddr := net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort))
-	for {
-		if c, err := net.Dial("tcp", hookAddr); err == nil {
-			c.Close()
-			return p, nil
+	for _, addr := range []string{pushAddr, metricsAddr, net.JoinHostPort(wh.LocalServingHost, strconv.Itoa(wh.LocalServingPort))} {
+		if err := p.WaitListening(addr, 30*time.Second); err != nil {
+			p.Stop()
+			return nil, fmt.Errorf("manager: %w", err)
 		}
-		if time.Now().After(deadline) {
-			p.stop()
-			return nil, fmt.Errorf("webhook server not listening: %s", p.out.Tail(40))
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
+	return p, nil
 }
 
 func freeAddr() string {
