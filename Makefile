@@ -49,8 +49,13 @@ lint: ## Fail if gofmt or go vet finds anything.
 	go vet ./...
 
 .PHONY: test
-test: controlplane lint verify-generated ## Run every test (unit and integration, -race); builds the control plane once.
+test: controlplane lint verify-generated check-rules ## Run every test (unit and integration, -race); builds the control plane once.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
+
+.PHONY: check-rules
+check-rules: ## Check the Prometheus alert rules and run their unit tests with promtool (Debian package prometheus).
+	promtool check rules config/prometheus/rules/pushmon.rules.yaml
+	promtool test rules config/prometheus/rules/pushmon.rules_test.yaml
 
 .PHONY: bench
 bench: controlplane build ## Measure throughput, API writes, Down delay, scale; prints one table (docs/performance.md).

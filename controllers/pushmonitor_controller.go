@@ -17,8 +17,10 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/metrics"
 )
 
 // Event actions (events.k8s.io requires one per event).
@@ -73,12 +75,15 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.watchStarts.Delete(req.NamespacedName)
+			metrics.ForgetMonitor(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
 	if !m.DeletionTimestamp.IsZero() {
-		// The Secret goes with the monitor through its owner reference.
+		// The Secret goes with the monitor through its owner reference; its
+		// series go now, since nobody can push to it any more.
+		metrics.ForgetMonitor(req.Namespace, req.Name)
 		return ctrl.Result{}, nil
 	}
 	orig := m.DeepCopy()
@@ -90,7 +95,11 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonInvalidSpec, actionValidate, "%s", err.Error())
 		}
 		m.Status.ObservedGeneration = m.Generation
-		return ctrl.Result{}, r.patchStatus(ctx, orig, &m, false)
+		if err := r.patchStatus(ctx, orig, &m, false); err != nil {
+			return ctrl.Result{}, err
+		}
+		metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
+		return ctrl.Result{}, nil
 	}
 
 	result := ctrl.Result{}
@@ -137,7 +146,8 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		}
 		return ctrl.Result{}, err
 	}
-	r.emitEvents(orig, &m, h, change)
+	r.emitEvents(orig, &m, h, change, now)
+	r.reportMetrics(orig, &m, h)
 	if secretErr != nil {
 		return ctrl.Result{}, secretErr
 	}
@@ -208,7 +218,7 @@ func (r *PushMonitorReconciler) patchStatus(ctx context.Context, orig, m *monito
 }
 
 // emitEvents emits one event per transition, after the transition is stored.
-func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonitor, h health, change tokenChange) {
+func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonitor, h health, change tokenChange, now time.Time) {
 	switch change {
 	case tokenIssued:
 		if orig.Status.SecretName == m.Status.SecretName {
@@ -229,15 +239,32 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 	case h.State == monitoringv1alpha1.StateDown:
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, h.Reason, actionEvaluate, "%s", h.Message)
 	case h.State == monitoringv1alpha1.StateUp && orig.Status.State == monitoringv1alpha1.StateDown:
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonRecovered, actionEvaluate, "%s", recoveredNote(m))
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonRecovered, actionEvaluate, "%s", recoveredNote(orig, m, now))
 	}
 }
 
-func recoveredNote(m *monitoringv1alpha1.PushMonitor) string {
-	if m.Status.LastMessage != "" {
-		return "heartbeats arrive again: " + m.Status.LastMessage
+// reportMetrics publishes the stored status as gauges and counts a
+// transition (a change of state or Healthy reason, as for events). Only the
+// leader reconciles, so only the leader reports monitors.
+func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, h health) {
+	metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
+	if !sameHealth(orig, h) {
+		metrics.CountTransition(m.Namespace, m.Name, h.State, h.Reason)
 	}
-	return "heartbeats arrive again"
+}
+
+// recoveredNote says how long the monitor was Down (from the Healthy
+// condition's last transition, so across restarts too) and the recovering
+// push's message, e.g. "heartbeats arrive again after 12m30s Down: back".
+func recoveredNote(orig, m *monitoringv1alpha1.PushMonitor, now time.Time) string {
+	note := "heartbeats arrive again"
+	if c := meta.FindStatusCondition(orig.Status.Conditions, monitoringv1alpha1.HealthyCondition); c != nil && !c.LastTransitionTime.IsZero() {
+		note += " after " + shortDuration(now.Sub(c.LastTransitionTime.Time).Round(time.Second)) + " Down"
+	}
+	if m.Status.LastMessage != "" {
+		note += ": " + m.Status.LastMessage
+	}
+	return note
 }
 
 func (r *PushMonitorReconciler) now() time.Time {
@@ -251,6 +278,18 @@ func (r *PushMonitorReconciler) now() time.Time {
 // and status: heartbeats arrive as status writes) and the Secrets they own;
 // the manager's cache holds only Secrets with pushmon's labels.
 func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	// Runs beside the controller, so only while this replica leads: it marks
+	// the leader in pushmon_leader and, when leadership ends, drops the
+	// per-monitor series this replica can no longer keep current.
+	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		metrics.SetLeader(true)
+		<-ctx.Done()
+		metrics.SetLeader(false)
+		metrics.ForgetMonitors()
+		return nil
+	})); err != nil {
+		return err
+	}
 	return ctrl.NewControllerManagedBy(mgr).
 		For(&monitoringv1alpha1.PushMonitor{}).
 		Owns(&corev1.Secret{}).

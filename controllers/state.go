@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -126,12 +127,25 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 }
 
 // missedMessage says how long the monitor has been silent, e.g.
-// "no heartbeat for 5m12s (timeout 5m0s, grace 30s)".
+// "no heartbeat for 5m12s (timeout 5m, grace 30s)".
 func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now time.Time) string {
-	limits := fmt.Sprintf("(timeout %s, grace %s)", m.TimeoutDuration(), m.GracePeriodDuration())
+	limits := fmt.Sprintf("(timeout %s, grace %s)", shortDuration(m.TimeoutDuration()), shortDuration(m.GracePeriodDuration()))
 	if last == nil {
 		return fmt.Sprintf("no heartbeat received in the %s since pushmon began watching %s",
-			now.Sub(watchStart).Round(time.Second), limits)
+			shortDuration(now.Sub(watchStart).Round(time.Second)), limits)
 	}
-	return fmt.Sprintf("no heartbeat for %s %s", now.Sub(*last).Round(time.Second), limits)
+	return fmt.Sprintf("no heartbeat for %s %s", shortDuration(now.Sub(*last).Round(time.Second)), limits)
+}
+
+// shortDuration writes d as people write it in a spec: 5m rather than
+// Go's 5m0s, 1h30m rather than 1h30m0s.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = s[:len(s)-2]
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = s[:len(s)-2]
+	}
+	return s
 }

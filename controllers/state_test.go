@@ -110,7 +110,7 @@ func TestEvaluate(t *testing.T) {
 		msgAwait    = "no heartbeat received yet"
 		msgReceived = "heartbeats arrive within the timeout"
 		msgAgain    = "heartbeats arrive again"
-		limits      = " (timeout 5m0s, grace 30s)"
+		limits      = " (timeout 5m, grace 30s)"
 	)
 	ws := stBase
 	oldMissedMsg := "no heartbeat for 5m30s" + limits
@@ -154,7 +154,7 @@ func TestEvaluate(t *testing.T) {
 			deadline: timep(ws.Add(stWindow))},
 		{name: "never heard: Down long after", m: stMonitor(), now: ws.Add(time.Hour),
 			state: downState, status: cFalse, reason: rMissed,
-			message:  "no heartbeat received in the 1h0m0s since pushmon began watching" + limits,
+			message:  "no heartbeat received in the 1h since pushmon began watching" + limits,
 			deadline: timep(ws.Add(stWindow))},
 		{name: "reported status without a heartbeat time is no heartbeat", m: stMonitor(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastReportedStatus = monitoringv1alpha1.ReportedDown
@@ -254,7 +254,7 @@ func TestEvaluate(t *testing.T) {
 		{name: "a newer heartbeat that is itself missed is a new missed Down", ws: ws.Add(-2 * time.Hour),
 			m:     stMonitor(upAt(ws.Add(-30*time.Minute)), missed(ws.Add(-time.Hour+stWindow), oldMissedMsg)),
 			now:   ws,
-			state: downState, status: cFalse, reason: rMissed, message: "no heartbeat for 30m0s" + limits,
+			state: downState, status: cFalse, reason: rMissed, message: "no heartbeat for 30m" + limits,
 			deadline: timep(ws.Add(-30*time.Minute + stWindow))},
 	}
 	for _, tc := range tests {
@@ -303,14 +303,14 @@ func TestEvaluateGrace(t *testing.T) {
 		window         time.Duration // timeout + effective grace
 		limits         string
 	}{
-		{name: "default timeout and grace", window: 66 * time.Second, limits: "(timeout 1m0s, grace 6s)"},
-		{name: "default grace is timeout/10", timeout: durp(5 * time.Minute), window: 5*time.Minute + 30*time.Second, limits: "(timeout 5m0s, grace 30s)"},
+		{name: "default timeout and grace", window: 66 * time.Second, limits: "(timeout 1m, grace 6s)"},
+		{name: "default grace is timeout/10", timeout: durp(5 * time.Minute), window: 5*time.Minute + 30*time.Second, limits: "(timeout 5m, grace 30s)"},
 		{name: "default grace is at least 1s", timeout: durp(5 * time.Second), window: 6 * time.Second, limits: "(timeout 5s, grace 1s)"},
 		{name: "default grace with a 1s timeout", timeout: durp(time.Second), window: 2 * time.Second, limits: "(timeout 1s, grace 1s)"},
-		{name: "default grace of a long timeout", timeout: durp(24 * time.Hour), window: 24*time.Hour + 144*time.Minute, limits: "(timeout 24h0m0s, grace 2h24m0s)"},
-		{name: "explicit 0s grace", timeout: durp(time.Minute), grace: durp(0), window: time.Minute, limits: "(timeout 1m0s, grace 0s)"},
-		{name: "explicit grace below the default", timeout: durp(time.Hour), grace: durp(time.Second), window: time.Hour + time.Second, limits: "(timeout 1h0m0s, grace 1s)"},
-		{name: "explicit grace above the timeout", timeout: durp(time.Minute), grace: durp(time.Hour), window: time.Hour + time.Minute, limits: "(timeout 1m0s, grace 1h0m0s)"},
+		{name: "default grace of a long timeout", timeout: durp(24 * time.Hour), window: 24*time.Hour + 144*time.Minute, limits: "(timeout 24h, grace 2h24m)"},
+		{name: "explicit 0s grace", timeout: durp(time.Minute), grace: durp(0), window: time.Minute, limits: "(timeout 1m, grace 0s)"},
+		{name: "explicit grace below the default", timeout: durp(time.Hour), grace: durp(time.Second), window: time.Hour + time.Second, limits: "(timeout 1h, grace 1s)"},
+		{name: "explicit grace above the timeout", timeout: durp(time.Minute), grace: durp(time.Hour), window: time.Hour + time.Minute, limits: "(timeout 1m, grace 1h)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -370,21 +370,21 @@ func TestMissedMessage(t *testing.T) {
 		want string
 	}{
 		{name: "the documented example", m: stMonitor(), last: timep(now.Add(-(5*time.Minute + 12*time.Second))), ws: now.Add(-time.Hour),
-			want: "no heartbeat for 5m12s (timeout 5m0s, grace 30s)"},
+			want: "no heartbeat for 5m12s (timeout 5m, grace 30s)"},
 		{name: "rounds down below half a second", m: stMonitor(), last: timep(now.Add(-(5*time.Minute + 12*time.Second + 499*time.Millisecond))),
-			want: "no heartbeat for 5m12s (timeout 5m0s, grace 30s)"},
+			want: "no heartbeat for 5m12s (timeout 5m, grace 30s)"},
 		{name: "rounds up from half a second", m: stMonitor(), last: timep(now.Add(-(5*time.Minute + 12*time.Second + 500*time.Millisecond))),
-			want: "no heartbeat for 5m13s (timeout 5m0s, grace 30s)"},
+			want: "no heartbeat for 5m13s (timeout 5m, grace 30s)"},
 		{name: "hours", m: stMonitor(timing(durp(24*time.Hour), nil)), last: timep(now.Add(-26 * time.Hour)),
-			want: "no heartbeat for 26h0m0s (timeout 24h0m0s, grace 2h24m0s)"},
+			want: "no heartbeat for 26h (timeout 24h, grace 2h24m)"},
 		{name: "default timeout and grace", m: stMonitor(timing(nil, nil)), last: timep(now.Add(-66 * time.Second)),
-			want: "no heartbeat for 1m6s (timeout 1m0s, grace 6s)"},
+			want: "no heartbeat for 1m6s (timeout 1m, grace 6s)"},
 		{name: "no grace", m: stMonitor(timing(durp(time.Minute), durp(0))), last: timep(now.Add(-time.Minute)),
-			want: "no heartbeat for 1m0s (timeout 1m0s, grace 0s)"},
+			want: "no heartbeat for 1m (timeout 1m, grace 0s)"},
 		{name: "never heard", m: stMonitor(), ws: now.Add(-6 * time.Minute),
-			want: "no heartbeat received in the 6m0s since pushmon began watching (timeout 5m0s, grace 30s)"},
+			want: "no heartbeat received in the 6m since pushmon began watching (timeout 5m, grace 30s)"},
 		{name: "never heard, rounded", m: stMonitor(), ws: now.Add(-(5*time.Minute + 30*time.Second + 200*time.Millisecond)),
-			want: "no heartbeat received in the 5m30s since pushmon began watching (timeout 5m0s, grace 30s)"},
+			want: "no heartbeat received in the 5m30s since pushmon began watching (timeout 5m, grace 30s)"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -460,4 +460,17 @@ func TestEvaluateHeartbeatRacingTheDown(t *testing.T) {
 	h := evaluate(m, fresh.Add(50*time.Millisecond), old.Add(-time.Hour))
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
 	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+}
+
+// TestShortDuration: durations in notes read as a spec writes them.
+func TestShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0: "0s", 500 * time.Millisecond: "500ms", 30 * time.Second: "30s",
+		5 * time.Minute: "5m", 5*time.Minute + 12*time.Second: "5m12s", 90 * time.Minute: "1h30m",
+		time.Hour: "1h", time.Hour + time.Second: "1h0m1s", 26 * time.Hour: "26h",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%v) = %q, want %q", d, got, want)
+		}
+	}
 }

@@ -27,6 +27,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/metrics"
 	"github.com/pushmon/pushmon/internal/token"
 )
 
@@ -158,66 +159,67 @@ func (s *Server) ReadyCheck(_ *http.Request) error {
 	return nil
 }
 
-// servePush handles one push. The token is in the URL: nothing here logs the
-// URL or the token.
+// servePush handles one push and reports its answer and duration. The token
+// is in the URL: nothing here logs the URL or the token, and no metric label
+// carries it.
 func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := s.handlePush(w, r)
+	metrics.ObservePush(code, time.Since(start))
+}
+
+// handlePush answers one push and returns the status code it answered.
+func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET, POST")
-		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST or GET")
-		return
+		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST or GET")
 	}
-	if !s.drainBody(w, r) {
-		return
+	if code := s.drainBody(w, r); code != 0 {
+		return code
 	}
 	hb, err := s.parse(r)
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, err.Error())
-		return
+		return writeJSON(w, http.StatusBadRequest, err.Error())
 	}
 
 	m, err := s.monitors.Lookup(r.Context(), r.PathValue("token"))
 	if errors.Is(err, token.ErrUnknown) {
-		writeJSON(w, http.StatusNotFound, "unknown push token")
-		return
+		return writeJSON(w, http.StatusNotFound, "unknown push token")
 	}
 	if err != nil {
 		s.log.Error(err, "looking up push token")
-		unavailable(w)
-		return
+		return unavailable(w)
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 	defer cancel()
 	if err := s.recorder.Record(ctx, m, hb); err != nil {
 		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
 			// Deleted since the lookup: the same answer as any unknown token.
-			writeJSON(w, http.StatusNotFound, "unknown push token")
-			return
+			return writeJSON(w, http.StatusNotFound, "unknown push token")
 		}
 		s.log.Error(err, "recording heartbeat", "namespace", m.Namespace, "name", m.Name)
-		unavailable(w)
-		return
+		return unavailable(w)
 	}
-	writeJSON(w, http.StatusOK, "")
+	metrics.CountHeartbeat(hb.Status)
+	return writeJSON(w, http.StatusOK, "")
 }
 
 // drainBody reads and discards the body (pushes carry their data in the
-// query), answering 413 when it exceeds the cap.
-func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) bool {
+// query). It returns 0 when the body was fine, else the code it answered
+// (413 when the body exceeds the cap).
+func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) int {
 	if r.ContentLength > s.opts.MaxBodyBytes {
-		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
-		return false
+		return writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
 	}
 	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
-		return false
+		return writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
 	}
 	if err != nil {
-		writeJSON(w, http.StatusBadRequest, "could not read request body")
-		return false
+		return writeJSON(w, http.StatusBadRequest, "could not read request body")
 	}
-	return true
+	return 0
 }
 
 // parse reads status, msg and value (or ping, Uptime Kuma's name for it).
@@ -270,18 +272,20 @@ type answer struct {
 // okBody is the answer to every accepted push, encoded once.
 var okBody = []byte(`{"ok":true}` + "\n")
 
-func writeJSON(w http.ResponseWriter, code int, msg string) {
+// writeJSON answers code with msg and returns code.
+func writeJSON(w http.ResponseWriter, code int, msg string) int {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	if code == http.StatusOK {
 		_, _ = w.Write(okBody)
-		return
+		return code
 	}
 	_ = json.NewEncoder(w).Encode(answer{OK: false, Msg: msg})
+	return code
 }
 
-func unavailable(w http.ResponseWriter) {
+func unavailable(w http.ResponseWriter) int {
 	w.Header().Set("Retry-After", "1")
-	writeJSON(w, http.StatusServiceUnavailable, "heartbeat could not be recorded; retry")
+	return writeJSON(w, http.StatusServiceUnavailable, "heartbeat could not be recorded; retry")
 }

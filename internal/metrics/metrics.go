@@ -1,0 +1,192 @@
+// Package metrics defines pushmon's Prometheus metrics and registers them on
+// controller-runtime's registry, so the manager's metrics endpoint serves
+// them with no wiring. The push endpoint reports on every replica; the
+// per-monitor series come from the reconciler, which runs on the elected
+// leader only (docs/alerting.md).
+//
+// No label ever carries a push token: monitors are named by namespace and
+// name.
+package metrics
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// Metric names, for tests and docs.
+const (
+	PushRequestsName         = "pushmon_push_requests_total"
+	PushDurationName         = "pushmon_push_request_duration_seconds"
+	HeartbeatsName           = "pushmon_heartbeats_total"
+	LeaderName               = "pushmon_leader"
+	MonitorUpName            = "pushmon_monitor_up"
+	MonitorStateName         = "pushmon_monitor_state"
+	MonitorLastHeartbeatName = "pushmon_monitor_last_heartbeat_timestamp_seconds"
+	MonitorDeadlineName      = "pushmon_monitor_deadline_timestamp_seconds"
+	MonitorTransitionsName   = "pushmon_monitor_transitions_total"
+)
+
+// States are the values of pushmon_monitor_state's state label; each monitor
+// has one series per state, 1 for the current one.
+var States = []monitoringv1alpha1.MonitorState{
+	monitoringv1alpha1.StatePending, monitoringv1alpha1.StateUp,
+	monitoringv1alpha1.StateDown, monitoringv1alpha1.StateSuspended,
+}
+
+var monitorLabels = []string{"namespace", "name"}
+
+var (
+	pushRequests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: PushRequestsName,
+		Help: "Requests to the push endpoint by HTTP status code, on the replica that answered them.",
+	}, []string{"code"})
+	pushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+		Name: PushDurationName,
+		Help: "Time from a push request's arrival to its answer, including the heartbeat write when there is one.",
+		// Answers from memory take well under a millisecond; a heartbeat
+		// written before its answer costs an API round trip; 5s is the
+		// write's own timeout.
+		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+	})
+	heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: HeartbeatsName,
+		Help: "Heartbeats accepted (answered 200) by this replica, by the status the client reported. Not per monitor: see pushmon_monitor_last_heartbeat_timestamp_seconds.",
+	}, []string{"status"})
+	leader = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: LeaderName,
+		Help: "1 on the replica that runs the reconciler (the elected leader), 0 on the others.",
+	})
+	monitorUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MonitorUpName,
+		Help: "1 while the PushMonitor is Up, 0 while Down; absent while Pending or Suspended. Reported by the leader only.",
+	}, monitorLabels)
+	monitorState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MonitorStateName,
+		Help: "1 for the PushMonitor's current state (Pending, Up, Down, Suspended), 0 for the others. Reported by the leader only.",
+	}, append(monitorLabels, "state"))
+	monitorLastHeartbeat = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MonitorLastHeartbeatName,
+		Help: "Unix time of the PushMonitor's last stored heartbeat (status.lastHeartbeatTime); absent before the first. Reported by the leader only.",
+	}, monitorLabels)
+	monitorDeadline = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MonitorDeadlineName,
+		Help: "Unix time of status.deadline: when the PushMonitor goes Down absent a heartbeat, or the deadline it missed; absent when it has none. Reported by the leader only.",
+	}, monitorLabels)
+	monitorTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: MonitorTransitionsName,
+		Help: "Transitions of the PushMonitor's state and Healthy reason made by this leader, by the state and reason entered.",
+	}, append(monitorLabels, "state", "reason"))
+)
+
+// Counters of the hot path, resolved once so that a push costs no label
+// lookup.
+var (
+	// Labelled as the push query spells them (status=up|down).
+	heartbeatsUp   = heartbeats.WithLabelValues("up")
+	heartbeatsDown = heartbeats.WithLabelValues("down")
+	pushByCode     = map[int]prometheus.Counter{}
+)
+
+func init() {
+	// Every answer the push endpoint gives, created at 0 so that rate()
+	// and absent() work before the first request of each kind.
+	for _, code := range []int{200, 400, 404, 405, 413, 503} {
+		pushByCode[code] = pushRequests.WithLabelValues(strconv.Itoa(code))
+	}
+	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, heartbeats, leader,
+		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorTransitions)
+}
+
+// ObservePush counts one answered push request and its duration.
+func ObservePush(code int, d time.Duration) {
+	c, ok := pushByCode[code]
+	if !ok {
+		c = pushRequests.WithLabelValues(strconv.Itoa(code))
+	}
+	c.Inc()
+	pushDuration.Observe(d.Seconds())
+}
+
+// CountHeartbeat counts one accepted heartbeat.
+func CountHeartbeat(status monitoringv1alpha1.ReportedStatus) {
+	if status == monitoringv1alpha1.ReportedDown {
+		heartbeatsDown.Inc()
+		return
+	}
+	heartbeatsUp.Inc()
+}
+
+// SetLeader says whether this replica runs the reconciler.
+func SetLeader(is bool) {
+	if is {
+		leader.Set(1)
+	} else {
+		leader.Set(0)
+	}
+}
+
+// SetMonitor reports a PushMonitor's stored status.
+func SetMonitor(namespace, name string, st *monitoringv1alpha1.PushMonitorStatus) {
+	switch st.State {
+	case monitoringv1alpha1.StateUp:
+		monitorUp.WithLabelValues(namespace, name).Set(1)
+	case monitoringv1alpha1.StateDown:
+		monitorUp.WithLabelValues(namespace, name).Set(0)
+	default:
+		// Neither healthy nor unhealthy: a 0 would page, a 1 would hide.
+		monitorUp.DeleteLabelValues(namespace, name)
+	}
+	for _, s := range States {
+		v := 0.0
+		if s == st.State {
+			v = 1
+		}
+		monitorState.WithLabelValues(namespace, name, string(s)).Set(v)
+	}
+	if t := st.LastHeartbeatTime; t != nil {
+		setTime(monitorLastHeartbeat, namespace, name, t.Time)
+	} else {
+		monitorLastHeartbeat.DeleteLabelValues(namespace, name)
+	}
+	if t := st.Deadline; t != nil {
+		setTime(monitorDeadline, namespace, name, t.Time)
+	} else {
+		monitorDeadline.DeleteLabelValues(namespace, name)
+	}
+}
+
+func setTime(g *prometheus.GaugeVec, namespace, name string, t time.Time) {
+	g.WithLabelValues(namespace, name).Set(float64(t.UnixMicro()) / 1e6)
+}
+
+// CountTransition counts a change of a monitor's state or Healthy reason,
+// once it is stored.
+func CountTransition(namespace, name string, state monitoringv1alpha1.MonitorState, reason string) {
+	monitorTransitions.WithLabelValues(namespace, name, string(state), reason).Inc()
+}
+
+// ForgetMonitor removes every series of a monitor (it was deleted).
+func ForgetMonitor(namespace, name string) {
+	l := prometheus.Labels{"namespace": namespace, "name": name}
+	for _, v := range perMonitor {
+		v.DeletePartialMatch(l)
+	}
+}
+
+// ForgetMonitors removes the series of all monitors: a replica that stops
+// leading no longer knows their state.
+func ForgetMonitors() {
+	for _, v := range perMonitor {
+		v.Reset()
+	}
+}
+
+var perMonitor = []interface {
+	DeletePartialMatch(prometheus.Labels) int
+	Reset()
+}{monitorUp.MetricVec, monitorState.MetricVec, monitorLastHeartbeat.MetricVec, monitorDeadline.MetricVec, monitorTransitions.MetricVec}
