@@ -1,8 +1,10 @@
-// Command demo runs pushmon on a local control plane (etcd + kube-apiserver
-// from bin/k8s, no cluster needed), applies config/samples and walks one
-// monitor through Pending → Up → Down → Recovered with curl, printing
-// kubectl's view after each step. `make demo` runs it; Ctrl-C stops every
-// process it started. DEMO_EXIT=1 exits after the walk-through.
+// Command demo runs pushmon on a local control plane (etcd, kube-apiserver
+// and kube-controller-manager from bin/k8s, no cluster needed), applies
+// config/samples and walks one monitor through Pending → Up → Down →
+// Recovered with curl, then runs the sample CronJob, whose pod gets PUSH_URL
+// from pushmon's webhook, printing kubectl's view after each step.
+// `make demo` runs it; Ctrl-C stops every process it started. DEMO_EXIT=1
+// exits after the walk-through.
 package main
 
 import (
@@ -17,17 +19,22 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 const pushAddr = "127.0.0.1:8082"
@@ -43,10 +50,17 @@ func run() error {
 	root, _ := filepath.Abs(".")
 	bin := filepath.Join(root, "bin", "k8s")
 	kubeconfig := filepath.Join(root, "bin", "demo", "kubeconfig")
-	say("starting etcd and kube-apiserver from bin/k8s")
+	say("starting etcd, kube-apiserver and kube-controller-manager from bin/k8s")
+	hooks, err := testutil.RenderWebhooks(filepath.Join(bin, "kubectl"), filepath.Join(root, "config", "webhook"))
+	if err != nil {
+		return err
+	}
 	env := &envtest.Environment{
 		CRDDirectoryPaths: []string{filepath.Join(root, "config", "crd", "bases")}, ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: bin,
+		// envtest issues the webhook's certificate and points the
+		// configuration at the manager's local webhook port.
+		WebhookInstallOptions: envtest.WebhookInstallOptions{MutatingWebhooks: hooks},
 	}
 	cfg, err := env.Start()
 	defer func() {
@@ -70,6 +84,11 @@ func run() error {
 	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
 		return err
 	}
+	kcm, err := testutil.StartKubeControllerManager(bin, kubeconfig)
+	if err != nil {
+		return err
+	}
+	defer kcm.Stop()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -78,15 +97,18 @@ func run() error {
 	utilruntime.Must(monitoringv1alpha1.AddToScheme(scheme))
 	log := zap.New(zap.WriteTo(mustCreate(filepath.Join(root, "bin", "demo", "manager.log"))))
 	ctrl.SetLogger(log)
+	wh := env.WebhookInstallOptions
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme: scheme, Logger: log, Cache: operator.CacheOptions(),
 		Metrics: metricsserver.Options{BindAddress: "0"}, HealthProbeBindAddress: "0",
+		WebhookServer: webhook.NewServer(webhook.Options{Host: wh.LocalServingHost, Port: wh.LocalServingPort, CertDir: wh.LocalServingCertDir}),
 	})
 	if err != nil {
 		return err
 	}
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: "http://" + pushAddr, Concurrency: 4, HeartbeatWindow: heartbeat.DefaultWindow,
+		Webhooks: true,
 	})
 	if err != nil {
 		return err
@@ -122,6 +144,10 @@ func run() error {
 	waitFor(k, "queue-worker", "Up")
 	show(k)
 
+	if err := cronJobStep(ctx, cfg, scheme, k); err != nil {
+		return err
+	}
+
 	fmt.Printf(`
 Try it yourself (another terminal):
   export KUBECONFIG=%s
@@ -138,6 +164,44 @@ Try it yourself (another terminal):
 	return <-done
 }
 
+// cronJobStep runs the sample CronJob now: the Job controller creates its
+// pod, pushmon's webhook injects PUSH_URL, and the demo, standing in for the
+// kubelet that does not run here, runs the pod's command.
+func cronJobStep(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, k func(...string) string) error {
+	step("run the sample CronJob now: kubectl create job nightly-backup-now --from=cronjob/nightly-backup",
+		k("create", "job", "nightly-backup-now", "--from=cronjob/nightly-backup"))
+	c, err := client.New(cfg, client.Options{Scheme: scheme})
+	if err != nil {
+		return err
+	}
+	var pod *corev1.Pod
+	for i := 0; i < 300 && pod == nil; i++ {
+		var pods corev1.PodList
+		if err := c.List(ctx, &pods, client.MatchingLabels{"batch.kubernetes.io/job-name": "nightly-backup-now"}); err != nil {
+			return err
+		}
+		if len(pods.Items) > 0 {
+			pod = &pods.Items[0]
+		} else {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	if pod == nil {
+		return fmt.Errorf("the Job controller created no pod for nightly-backup-now")
+	}
+	step("its pod got PUSH_URL from pushmon's webhook, as a reference to the Secret, not the token:\n"+
+		"kubectl get pod -l batch.kubernetes.io/job-name=nightly-backup-now -o jsonpath='{.items[0].spec.containers[0].env}'",
+		k("get", "pod", "-l", "batch.kubernetes.io/job-name=nightly-backup-now", "-o", "jsonpath={.items[0].spec.containers[0].env}")+"\n")
+	out, err := testutil.RunPod(ctx, c, pod)
+	if err != nil {
+		return fmt.Errorf("running the pod's command: %w", err)
+	}
+	step("no kubelet runs here, so the demo runs the pod's command itself, with that env resolved", out+"\n")
+	waitFor(k, "nightly-backup", "Up")
+	show(k)
+	return nil
+}
+
 func say(s string) { fmt.Println("==> " + s) }
 
 func step(title, out string) {
@@ -146,7 +210,7 @@ func step(title, out string) {
 
 func show(k func(...string) string) {
 	fmt.Print(k("get", "pushmonitors", "-o", "wide"))
-	fmt.Print(k("get", "events", "--field-selector", "involvedObject.name=queue-worker", "--sort-by=.metadata.creationTimestamp"))
+	fmt.Print(k("get", "events", "--field-selector", "involvedObject.kind=PushMonitor", "--sort-by=.metadata.creationTimestamp"))
 }
 
 // waitFor polls until the monitor shows the state (the demo's progress, not
