@@ -98,6 +98,16 @@ type PushMonitorSpec struct {
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	SecretName string `json:"secretName,omitempty"`
+
+	// allowedMethods limits the HTTP methods the push endpoint accepts for
+	// this monitor's token. Unset allows every method the endpoint serves.
+	// ["POST"] keeps link previewers and crawlers, which follow URLs with
+	// GET, from sending heartbeats or down reports.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:items:Enum=GET;POST;HEAD
+	AllowedMethods []string `json:"allowedMethods,omitempty"`
 }
 
 // PushMonitorStatus is what pushmon observed of the monitor.
@@ -131,6 +141,11 @@ type PushMonitorStatus struct {
 	// secretName is the Secret that holds the monitor's current push token.
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
+
+	// tokenIssuedTime is when the current push token was issued (never the
+	// token itself).
+	// +optional
+	TokenIssuedTime *metav1.Time `json:"tokenIssuedTime,omitempty"`
 
 	// observedGeneration is the generation of the spec last reconciled.
 	// +optional
