@@ -89,10 +89,10 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	orig := m.DeepCopy()
 	now := r.now()
 
-	if err := m.ValidateSpec(); err != nil {
+	if reason, err := invalidSpec(&m); err != nil {
 		// Terminal: retrying cannot help until the spec changes.
-		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonInvalidSpec, err.Error()) {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonInvalidSpec, actionValidate, "%s", err.Error())
+		if r.setReady(&m, metav1.ConditionFalse, reason, err.Error()) {
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, reason, actionValidate, "%s", err.Error())
 		}
 		m.Status.ObservedGeneration = m.Generation
 		if err := r.patchStatus(ctx, orig, &m, false); err != nil {
@@ -134,7 +134,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	// A HeartbeatMissed Down is written only if status is unchanged since it
 	// was read, so a heartbeat stored in the meantime always wins.
-	missed := h.State == monitoringv1alpha1.StateDown && h.Reason == monitoringv1alpha1.ReasonHeartbeatMissed &&
+	missed := h.State == monitoringv1alpha1.StateDown && isMissed(h.Reason) &&
 		!sameHealth(orig, h)
 	if err := r.patchStatus(ctx, orig, &m, missed); err != nil {
 		if apierrors.IsConflict(err) {
@@ -185,6 +185,11 @@ func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, stat
 
 func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health) {
 	m.Status.State = h.State
+	if h.NextRun != nil {
+		m.Status.NextRunTime = &metav1.Time{Time: *h.NextRun}
+	} else {
+		m.Status.NextRunTime = nil
+	}
 	if h.Deadline != nil {
 		d := metav1.NewMicroTime(*h.Deadline)
 		m.Status.Deadline = &d
@@ -195,6 +200,19 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: h.Message,
 		ObservedGeneration: m.Generation,
 	})
+}
+
+// invalidSpec returns what is wrong with the spec, and the Ready reason for
+// it: a spec the CRD would refuse (InvalidSpec), or a schedule or time zone
+// the validating webhook would (InvalidSchedule).
+func invalidSpec(m *monitoringv1alpha1.PushMonitor) (string, error) {
+	if err := m.ValidateSpec(); err != nil {
+		return monitoringv1alpha1.ReasonInvalidSpec, err
+	}
+	if _, err := m.ParsedSchedule(); err != nil {
+		return monitoringv1alpha1.ReasonInvalidSchedule, err
+	}
+	return "", nil
 }
 
 // sameHealth reports whether status already shows h's state and reason.

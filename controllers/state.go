@@ -23,6 +23,8 @@ type health struct {
 	Deadline *time.Time
 	// RecheckAfter is when to evaluate again if nothing changes; 0 = never.
 	RecheckAfter time.Duration
+	// NextRun is when the next run is expected, with a schedule.
+	NextRun *time.Time
 }
 
 // evaluate is the state machine (DESIGN.md "Timing rules"). It is pure: now
@@ -60,8 +62,7 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 	}
 
 	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
-	if st.State == monitoringv1alpha1.StateDown && prev != nil &&
-		prev.Reason == monitoringv1alpha1.ReasonHeartbeatMissed && st.Deadline != nil {
+	if st.State == monitoringv1alpha1.StateDown && prev != nil && isMissed(prev.Reason) && st.Deadline != nil {
 		// A missed heartbeat stays missed until a newer one arrives. Status
 		// carries this, so a restarted or new leader does not clear a Down
 		// it did not see.
@@ -73,7 +74,7 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 				missed = m.DeadlineFrom(*last)
 			}
 			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-				Reason: prev.Reason, Message: prev.Message, Deadline: &missed}
+				Reason: prev.Reason, Message: prev.Message, Deadline: &missed, NextRun: nextRun(m, now)}
 		}
 	}
 
@@ -84,17 +85,20 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 	deadline := m.DeadlineFrom(anchor)
 	if !now.Before(deadline) {
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, Message: missedMessage(m, last, watchStart, now),
-			Deadline: &deadline}
+			Reason: missedReason(m), Message: missedMessage(m, last, watchStart, now, deadline),
+			Deadline: &deadline, NextRun: nextRun(m, now)}
 	}
 	if last == nil {
 		return health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
 			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no heartbeat received yet",
-			Deadline: &deadline, RecheckAfter: deadline.Sub(now)}
+			Deadline: &deadline, RecheckAfter: deadline.Sub(now), NextRun: nextRun(m, anchor)}
 	}
 	h := health{State: monitoringv1alpha1.StateUp, Status: metav1.ConditionTrue,
 		Reason: monitoringv1alpha1.ReasonHeartbeatReceived, Message: "heartbeats arrive within the timeout",
-		Deadline: &deadline, RecheckAfter: deadline.Sub(now)}
+		Deadline: &deadline, RecheckAfter: deadline.Sub(now), NextRun: nextRun(m, anchor)}
+	if m.Spec.Schedule != "" {
+		h.Message = "runs report on schedule"
+	}
 	if st.State == monitoringv1alpha1.StateDown {
 		h.Reason, h.Message = monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"
 	} else if st.State == monitoringv1alpha1.StateUp && prev != nil && prev.Status == metav1.ConditionTrue {
@@ -126,9 +130,47 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 	return down.ObservedGeneration == m.Generation && m.DeadlineFrom(*last).After(missed)
 }
 
+// isMissed: the reason of a Down for silence (timeout or schedule), which
+// only a newer heartbeat ends.
+func isMissed(reason string) bool {
+	return reason == monitoringv1alpha1.ReasonHeartbeatMissed || reason == monitoringv1alpha1.ReasonScheduleMissed
+}
+
+// missedReason is the reason for silence past the deadline.
+func missedReason(m *monitoringv1alpha1.PushMonitor) string {
+	if m.Spec.Schedule != "" {
+		return monitoringv1alpha1.ReasonScheduleMissed
+	}
+	return monitoringv1alpha1.ReasonHeartbeatMissed
+}
+
+// nextRun is when the first run after t is expected; nil without a
+// (valid) schedule.
+func nextRun(m *monitoringv1alpha1.PushMonitor, t time.Time) *time.Time {
+	n, ok := m.NextRunAfter(t)
+	if !ok {
+		return nil
+	}
+	return &n
+}
+
 // missedMessage says how long the monitor has been silent, e.g.
-// "no heartbeat for 5m12s (timeout 5m, grace 30s)".
-func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now time.Time) string {
+// "no heartbeat for 5m12s (timeout 5m, grace 30s)", or with a schedule which
+// run did not report, e.g. "no run reported for 2026-03-30 02:30 CEST
+// (schedule "30 2 * * *" in Europe/Berlin, grace 10m)".
+func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now, deadline time.Time) string {
+	if m.Spec.Schedule != "" {
+		tz := "UTC"
+		if m.Spec.TimeZone != nil {
+			tz = *m.Spec.TimeZone
+		}
+		due := deadline.Add(-m.GracePeriodDuration())
+		if loc, err := time.LoadLocation(tz); err == nil {
+			due = due.In(loc)
+		}
+		return fmt.Sprintf("no run reported for %s (schedule %q in %s, grace %s)",
+			due.Format("2006-01-02 15:04 MST"), m.Spec.Schedule, tz, shortDuration(m.GracePeriodDuration()))
+	}
 	limits := fmt.Sprintf("(timeout %s, grace %s)", shortDuration(m.TimeoutDuration()), shortDuration(m.GracePeriodDuration()))
 	if last == nil {
 		return fmt.Sprintf("no heartbeat received in the %s since pushmon began watching %s",

@@ -388,7 +388,7 @@ func TestMissedMessage(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			NewWithT(t).Expect(missedMessage(tc.m, tc.last, tc.ws, now)).To(Equal(tc.want))
+			NewWithT(t).Expect(missedMessage(tc.m, tc.last, tc.ws, now, time.Time{})).To(Equal(tc.want))
 		})
 	}
 }

@@ -26,6 +26,11 @@ const (
 	// rule the CRD normally enforces; pushmon does not retry until it changes.
 	ReasonInvalidSpec = "InvalidSpec"
 
+	// ReasonInvalidSchedule (Ready=False; also a Warning event): spec.schedule
+	// or spec.timeZone does not parse (normally refused at apply time by
+	// pushmon's validating webhook). Not retried until the spec changes.
+	ReasonInvalidSchedule = "InvalidSchedule"
+
 	// ReasonSecretError (Ready=False): the Secret could not be read or written;
 	// the reconciler retries.
 	ReasonSecretError = "SecretError"
@@ -46,6 +51,10 @@ const (
 
 	// ReasonDownReported (Healthy=False; also an Event reason): a client pushed
 	// status=down.
+
+	// ReasonScheduleMissed (Healthy=False; also an Event reason): with a
+	// schedule, no run reported by a scheduled time + grace period.
+	ReasonScheduleMissed = "ScheduleMissed"
 	ReasonDownReported = "DownReported"
 
 	// ReasonAwaitingFirstHeartbeat (Healthy=Unknown): no heartbeat yet.

@@ -58,6 +58,9 @@ const (
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) > duration('0s')",message="interval must be greater than 0s"
 // +kubebuilder:validation:XValidation:rule="!has(self.interval) || !self.interval.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || !self.timeout.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.interval) <= duration(self.timeout)",message="interval must not be longer than timeout"
 // +kubebuilder:validation:XValidation:rule="!has(self.gracePeriod) || !self.gracePeriod.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.gracePeriod) <= duration('8760h')",message="gracePeriod must be at most 8760h (one year)"
+// +kubebuilder:validation:XValidation:rule="!has(self.timeZone) || has(self.schedule)",message="timeZone needs a schedule"
+// +kubebuilder:validation:XValidation:rule="!(has(self.schedule) && has(self.cronJobRef))",message="schedule and cronJobRef exclude each other: a monitor follows its own schedule or a CronJob's"
+// +kubebuilder:validation:XValidation:rule="!has(self.maxRunDuration) || !self.maxRunDuration.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$') || duration(self.maxRunDuration) > duration('0s')",message="maxRunDuration must be greater than 0s"
 type PushMonitorSpec struct {
 	// timeout is the longest silence allowed between two heartbeats, as a Go
 	// duration ("90s", "5m", "1h30m"). At least 1s.
@@ -99,6 +102,51 @@ type PushMonitorSpec struct {
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	SecretName string `json:"secretName,omitempty"`
 
+	// schedule is when runs are expected, in cron syntax as a Kubernetes
+	// CronJob's schedule ("30 2 * * *", "@daily"). With a schedule, a run
+	// (a heartbeat or a start) is expected after each scheduled time, by
+	// that time + gracePeriod; timeout is not used. Validated at apply time.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=128
+	Schedule string `json:"schedule,omitempty"`
+
+	// timeZone is the IANA time zone the schedule is read in, as a
+	// CronJob's spec.timeZone ("Europe/Berlin"). Defaults to UTC.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	TimeZone *string `json:"timeZone,omitempty"`
+
+	// cronJobRef makes the monitor follow a CronJob in its namespace: its
+	// schedule, time zone and suspend, with its Jobs counted as runs.
+	// Excludes schedule.
+	// +optional
+	CronJobRef *CronJobReference `json:"cronJobRef,omitempty"`
+
+	// maxRunDuration bounds a run from its start signal to its end; a run
+	// still open after it turns the monitor Down (RunTooLong).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$')",message="maxRunDuration must be a duration such as 90s, 5m or 1h30m (units: ns, us, ms, s, m, h)"
+	MaxRunDuration *metav1.Duration `json:"maxRunDuration,omitempty"`
+
+	// failureThreshold is how many failures in a row turn the monitor Down.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	FailureThreshold int32 `json:"failureThreshold,omitempty"`
+
+	// recoveryThreshold is how many successes in a row bring a Down monitor
+	// back Up.
+	// +optional
+	// +kubebuilder:default=1
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	RecoveryThreshold int32 `json:"recoveryThreshold,omitempty"`
+
 	// allowedMethods limits the HTTP methods the push endpoint accepts for
 	// this monitor's token. Unset allows every method the endpoint serves.
 	// ["POST"] keeps link previewers and crawlers, which follow URLs with
@@ -108,6 +156,15 @@ type PushMonitorSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:items:Enum=GET;POST;HEAD
 	AllowedMethods []string `json:"allowedMethods,omitempty"`
+}
+
+// CronJobReference names a CronJob in the monitor's namespace.
+type CronJobReference struct {
+	// name of the CronJob.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=52
+	Name string `json:"name"`
 }
 
 // PushMonitorStatus is what pushmon observed of the monitor.
@@ -142,6 +199,27 @@ type PushMonitorStatus struct {
 	// +optional
 	SecretName string `json:"secretName,omitempty"`
 
+	// nextRunTime is when the next run is expected (with a schedule).
+	// +optional
+	NextRunTime *metav1.Time `json:"nextRunTime,omitempty"`
+
+	// lastStartTime is when the last run started (a start signal).
+	// +optional
+	LastStartTime *metav1.MicroTime `json:"lastStartTime,omitempty"`
+
+	// lastRunDuration is how long the last finished run took, from its
+	// start signal to its end.
+	// +optional
+	LastRunDuration *metav1.Duration `json:"lastRunDuration,omitempty"`
+
+	// lastExitCode is the exit status the last run reported, if any.
+	// +optional
+	LastExitCode *int32 `json:"lastExitCode,omitempty"`
+
+	// consecutiveFailures counts failures since the last success.
+	// +optional
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
 	// tokenIssuedTime is when the current push token was issued (never the
 	// token itself).
 	// +optional
@@ -170,6 +248,7 @@ type PushMonitorStatus struct {
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.lastMessage`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].reason`,priority=1
+// +kubebuilder:printcolumn:name="Next Run",type=string,JSONPath=`.status.nextRunTime`,priority=1
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters (it is written into a label value)"
 type PushMonitor struct {
 	metav1.TypeMeta   `json:",inline"`
@@ -213,16 +292,26 @@ func (m *PushMonitor) IntervalDuration() time.Duration {
 	return m.Spec.Interval.Duration
 }
 
-// GracePeriodDuration is spec.gracePeriod, defaulted to max(1s, timeout/10).
+// GracePeriodDuration is spec.gracePeriod, defaulted to max(1s, timeout/10),
+// or with a schedule to DefaultScheduleGracePeriod.
 func (m *PushMonitor) GracePeriodDuration() time.Duration {
 	if m.Spec.GracePeriod != nil {
 		return max(m.Spec.GracePeriod.Duration, 0)
 	}
+	if m.Spec.Schedule != "" {
+		return DefaultScheduleGracePeriod
+	}
 	return max(MinDefaultGracePeriod, m.TimeoutDuration()/10)
 }
 
-// DeadlineFrom is when the monitor goes Down if nothing is heard after anchor.
+// DeadlineFrom is when the monitor goes Down if nothing is heard after
+// anchor: anchor + timeout + grace, or with a schedule the first scheduled
+// time after anchor + grace. (An unparsable schedule falls back to the
+// timeout; the reconciler reports it as InvalidSchedule.)
 func (m *PushMonitor) DeadlineFrom(anchor time.Time) time.Time {
+	if next, ok := m.NextRunAfter(anchor); ok {
+		return next.Add(m.GracePeriodDuration())
+	}
 	return anchor.Add(m.TimeoutDuration() + m.GracePeriodDuration())
 }
 

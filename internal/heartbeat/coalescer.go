@@ -69,8 +69,11 @@ type entry struct {
 	held *Heartbeat
 	// monitor is the monitor the held one is for, as of its last push.
 	monitor *monitoringv1alpha1.PushMonitor
-	// window and span (timeout + grace) are the monitor's, as of its last push.
-	window, span time.Duration
+	// window is the monitor's, as of its last push.
+	window time.Duration
+	// writtenDeadline is the deadline that follows from the written
+	// heartbeat (DeadlineFrom: timeout + grace, or the schedule's).
+	writtenDeadline time.Time
 	timer        *time.Timer
 	flushing     bool
 	// nudged is the health episode an up push was last written at once for.
@@ -100,7 +103,7 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	}
 	e.mu.Lock()
 	now := time.Now()
-	e.window, e.span = c.windowOf(m), m.TimeoutDuration()+m.GracePeriodDuration()
+	e.window = c.windowOf(m)
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
 	// while no leader acts on them.
@@ -151,7 +154,7 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		e.held = nil // older than hb, which is now written
 		e.stopTimer()
 	}
-	e.writtenAt, e.written = now, hb
+	e.writtenAt, e.written, e.writtenDeadline = now, hb, m.DeadlineFrom(hb.Time)
 	if ends {
 		e.nudged = episode
 	}
@@ -164,7 +167,7 @@ func (e *entry) flushBy() time.Time {
 	if e.written.Time.IsZero() {
 		return time.Time{}
 	}
-	return e.written.Time.Add(e.span - flushMargin)
+	return e.writtenDeadline.Add(-flushMargin)
 }
 
 // armLocked schedules the flush of the held heartbeat, unless one is
@@ -235,7 +238,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 	switch {
 	case err == nil:
 		if hb.Time.After(e.written.Time) {
-			e.written = hb
+			e.written, e.writtenDeadline = hb, m.DeadlineFrom(hb.Time)
 		}
 		e.armLocked(c) // for pushes held while this write ran
 	case apierrors.IsNotFound(err) || errors.Is(err, ErrMonitorReplaced):
