@@ -56,6 +56,17 @@ type PushMonitorReconciler struct {
 	// last saw it resumed): the anchor that keeps a restart or failover from
 	// declaring a false Down.
 	watchStarts sync.Map // types.NamespacedName -> watchStart
+	// counted holds, per monitor, the state and reason this process last
+	// counted in pushmon_monitor_transitions_total, so that a reconcile of
+	// a stale cached copy, which writes the same change again, does not
+	// count it twice.
+	counted sync.Map // types.NamespacedName -> countedHealth
+}
+
+type countedHealth struct {
+	uid    types.UID
+	state  monitoringv1alpha1.MonitorState
+	reason string
 }
 
 type watchStart struct {
@@ -75,6 +86,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
 		if apierrors.IsNotFound(err) {
 			r.watchStarts.Delete(req.NamespacedName)
+			r.counted.Delete(req.NamespacedName)
 			metrics.ForgetMonitor(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
@@ -83,6 +95,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	if !m.DeletionTimestamp.IsZero() {
 		// The Secret goes with the monitor through its owner reference; its
 		// series go now, since nobody can push to it any more.
+		r.counted.Delete(req.NamespacedName)
 		metrics.ForgetMonitor(req.Namespace, req.Name)
 		return ctrl.Result{}, nil
 	}
@@ -266,9 +279,14 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 // leader reconciles, so only the leader reports monitors.
 func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, h health) {
 	metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
-	if !sameHealth(orig, h) {
-		metrics.CountTransition(m.Namespace, m.Name, h.State, h.Reason)
+	if sameHealth(orig, h) {
+		return
 	}
+	key, now := client.ObjectKeyFromObject(m), countedHealth{uid: m.UID, state: h.State, reason: h.Reason}
+	if prev, ok := r.counted.Swap(key, now); ok && prev.(countedHealth) == now {
+		return
+	}
+	metrics.CountTransition(m.Namespace, m.Name, h.State, h.Reason)
 }
 
 // recoveredNote says how long the monitor was Down (from the Healthy
