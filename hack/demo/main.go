@@ -60,7 +60,7 @@ func run() error {
 		BinaryAssetsDirectory: bin,
 		// envtest issues the webhook's certificate and points the
 		// configuration at the manager's local webhook port.
-		WebhookInstallOptions: envtest.WebhookInstallOptions{MutatingWebhooks: hooks},
+		WebhookInstallOptions: hooks,
 	}
 	cfg, err := env.Start()
 	defer func() {

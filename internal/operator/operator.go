@@ -21,6 +21,7 @@ import (
 	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/push"
 	"github.com/pushmon/pushmon/internal/token"
+	"github.com/pushmon/pushmon/internal/validation"
 )
 
 // Config is what Setup needs beyond the manager.
@@ -36,8 +37,9 @@ type Config struct {
 	HeartbeatWindow time.Duration
 	// Now is the reconciler's clock (tests); time.Now when nil.
 	Now func() time.Time
-	// Webhooks registers the Pod webhook that injects PUSH_URL on the
-	// manager's webhook server (which then starts with the manager).
+	// Webhooks registers the webhooks on the manager's webhook server (which
+	// then starts with the manager): the Pod webhook that injects PUSH_URL
+	// and the PushMonitor validating webhook.
 	Webhooks bool
 }
 
@@ -93,6 +95,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 			Decoder:  admission.NewDecoder(mgr.GetScheme()),
 			Recorder: mgr.GetEventRecorder("pushmon"),
 		}})
+		if err := validation.Setup(mgr); err != nil {
+			return nil, fmt.Errorf("setting up the PushMonitor validating webhook: %w", err)
+		}
 		if err := mgr.AddReadyzCheck("webhook", hooks.StartedChecker()); err != nil {
 			return nil, err
 		}

@@ -21,37 +21,41 @@ import (
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 )
 
 // RenderWebhooks renders a kustomization (config/webhook) with kubectl and
-// returns its MutatingWebhookConfigurations, for envtest to install with
-// its own certificate and the local webhook port.
-func RenderWebhooks(kubectl, dir string) ([]*admissionv1.MutatingWebhookConfiguration, error) {
+// returns its webhook configurations as envtest installs them, with its own
+// certificate and the local webhook port.
+func RenderWebhooks(kubectl, dir string) (envtest.WebhookInstallOptions, error) {
+	var opts envtest.WebhookInstallOptions
 	out, err := exec.Command(kubectl, "kustomize", dir).Output()
 	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize %s: %w", dir, err)
+		return opts, fmt.Errorf("kubectl kustomize %s: %w", dir, err)
 	}
-	var hooks []*admissionv1.MutatingWebhookConfiguration
 	dec := utilyaml.NewYAMLOrJSONDecoder(bytes.NewReader(out), 4096)
 	for {
 		var doc runtime.RawExtension
 		if err := dec.Decode(&doc); errors.Is(err, io.EOF) {
 			break
 		} else if err != nil {
-			return nil, err
+			return opts, err
 		}
 		obj, _, err := clientgoscheme.Codecs.UniversalDeserializer().Decode(doc.Raw, nil, nil)
 		if err != nil {
-			return nil, err
+			return opts, err
 		}
-		if h, ok := obj.(*admissionv1.MutatingWebhookConfiguration); ok {
-			hooks = append(hooks, h)
+		switch h := obj.(type) {
+		case *admissionv1.MutatingWebhookConfiguration:
+			opts.MutatingWebhooks = append(opts.MutatingWebhooks, h)
+		case *admissionv1.ValidatingWebhookConfiguration:
+			opts.ValidatingWebhooks = append(opts.ValidatingWebhooks, h)
 		}
 	}
-	if len(hooks) == 0 {
-		return nil, fmt.Errorf("no MutatingWebhookConfiguration in %s", dir)
+	if len(opts.MutatingWebhooks)+len(opts.ValidatingWebhooks) == 0 {
+		return opts, fmt.Errorf("no webhook configuration in %s", dir)
 	}
-	return hooks, nil
+	return opts, nil
 }
 
 // Process is a binary (a control plane component, pushmon's manager) run

@@ -88,7 +88,7 @@ func run(m *testing.M) int {
 		CRDDirectoryPaths:     []string{filepath.Join(root, "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 		BinaryAssetsDirectory: assets,
-		WebhookInstallOptions: envtest.WebhookInstallOptions{MutatingWebhooks: hooks},
+		WebhookInstallOptions: hooks,
 	}
 	if restCfg, err = testEnv.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, "starting envtest:", err)

@@ -1,0 +1,80 @@
+package controllers
+
+import (
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// Schedule mode: a run is expected after each scheduled time, by that time
+// + grace; a report counts for the first scheduled time after it.
+func TestEvaluateSchedule(t *testing.T) {
+	berlin := "Europe/Berlin"
+	at := func(s string) time.Time {
+		v, err := time.Parse(time.RFC3339, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return v
+	}
+	nightly := func(mods ...func(*monitoringv1alpha1.PushMonitor)) *monitoringv1alpha1.PushMonitor {
+		m := &monitoringv1alpha1.PushMonitor{Spec: monitoringv1alpha1.PushMonitorSpec{
+			Schedule: "30 2 * * *", TimeZone: &berlin, GracePeriod: &metav1.Duration{Duration: 15 * time.Minute}}}
+		for _, f := range mods {
+			f(m)
+		}
+		return m
+	}
+	heard := func(s string) func(*monitoringv1alpha1.PushMonitor) {
+		return func(m *monitoringv1alpha1.PushMonitor) {
+			t := metav1.NewMicroTime(at(s))
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.State = &t, monitoringv1alpha1.ReportedUp, monitoringv1alpha1.StateUp
+		}
+	}
+	// 2026-06-10 02:30 in Berlin (CEST) is 00:30 UTC.
+	ws := at("2026-06-09T12:00:00Z")
+	for _, c := range []struct {
+		name           string
+		m              *monitoringv1alpha1.PushMonitor
+		now            string
+		state          monitoringv1alpha1.MonitorState
+		reason         string
+		next, deadline string
+		message        string
+	}{
+		{name: "created in the afternoon: the next night's run is expected", m: nightly(), now: "2026-06-09T13:00:00Z",
+			state: monitoringv1alpha1.StatePending, reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat,
+			next: "2026-06-10T00:30:00Z", deadline: "2026-06-10T00:45:00Z"},
+		{name: "no run by the scheduled time + grace: ScheduleMissed", m: nightly(), now: "2026-06-10T00:45:00Z",
+			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			next: "2026-06-11T00:30:00Z", deadline: "2026-06-10T00:45:00Z",
+			message: `no run reported for 2026-06-10 02:30 CEST (schedule "30 2 * * *" in Europe/Berlin, grace 15m)`},
+		{name: "the run reported on time: the next night is expected", m: nightly(heard("2026-06-10T00:31:00Z")), now: "2026-06-10T01:00:00Z",
+			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			next: "2026-06-11T00:30:00Z", deadline: "2026-06-11T00:45:00Z"},
+		{name: "a late run inside grace counts for its night", m: nightly(heard("2026-06-10T00:44:59Z")), now: "2026-06-10T00:50:00Z",
+			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			next: "2026-06-11T00:30:00Z", deadline: "2026-06-11T00:45:00Z"},
+		{name: "a report before the scheduled time does not count for it", m: nightly(heard("2026-06-10T00:29:00Z")), now: "2026-06-10T00:45:00Z",
+			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			next: "2026-06-11T00:30:00Z", deadline: "2026-06-10T00:45:00Z"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h := evaluate(c.m, at(c.now), ws)
+			g.Expect(h.State).To(Equal(c.state))
+			g.Expect(h.Reason).To(Equal(c.reason))
+			g.Expect(h.NextRun).NotTo(BeNil())
+			g.Expect(*h.NextRun).To(Equal(at(c.next)))
+			g.Expect(h.Deadline).NotTo(BeNil())
+			g.Expect(*h.Deadline).To(Equal(at(c.deadline)))
+			if c.message != "" {
+				g.Expect(h.Message).To(Equal(c.message))
+			}
+		})
+	}
+}
