@@ -186,7 +186,4 @@ func ForgetMonitors() {
 	}
 }
 
-var perMonitor = []interface {
-	DeletePartialMatch(prometheus.Labels) int
-	Reset()
-}{monitorUp.MetricVec, monitorState.MetricVec, monitorLastHeartbeat.MetricVec, monitorDeadline.MetricVec, monitorTransitions.MetricVec}
+var perMonitor = []*prometheus.MetricVec{monitorUp.MetricVec, monitorState.MetricVec, monitorLastHeartbeat.MetricVec, monitorDeadline.MetricVec, monitorTransitions.MetricVec}
