@@ -78,3 +78,80 @@ func TestEvaluateSchedule(t *testing.T) {
 		})
 	}
 }
+
+// Runs: failures and successes in a row against the thresholds, and a run
+// open past maxRunDuration.
+func TestEvaluateRuns(t *testing.T) {
+	t0 := time.Date(2026, 6, 10, 2, 30, 0, 0, time.UTC)
+	ws := t0.Add(-time.Hour)
+	mt := func(d time.Duration) *metav1.MicroTime { v := metav1.NewMicroTime(t0.Add(d)); return &v }
+	code := func(c int32) *int32 { return &c }
+	job := func(f func(*monitoringv1alpha1.PushMonitor)) *monitoringv1alpha1.PushMonitor {
+		m := &monitoringv1alpha1.PushMonitor{Spec: monitoringv1alpha1.PushMonitorSpec{
+			Timeout: &metav1.Duration{Duration: time.Hour}, FailureThreshold: 2, RecoveryThreshold: 2,
+			MaxRunDuration: &metav1.Duration{Duration: 10 * time.Minute}}}
+		m.Status.State = monitoringv1alpha1.StateUp
+		f(m)
+		return m
+	}
+	downWith := func(reason string) func(*monitoringv1alpha1.PushMonitor) {
+		return func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.State = monitoringv1alpha1.StateDown
+			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
+				Reason: reason, Message: "the run failed with exit status 3 (2 failures in a row): disk full"}}
+		}
+	}
+	for _, c := range []struct {
+		name    string
+		m       *monitoringv1alpha1.PushMonitor
+		state   monitoringv1alpha1.MonitorState
+		reason  string
+		message string
+	}{
+		{"one failure of two needed: still Up", job(func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedFailed, 1
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived,
+			"the last run failed (1 of 2 failures in a row before Down)"},
+		{"the second failure: RunFailed with the exit status", job(func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedFailed, 2
+			m.Status.LastExitCode, m.Status.LastMessage = code(3), "disk full"
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed,
+			"the run failed with exit status 3 (2 failures in a row): disk full"},
+		{"status=down twice: DownReported", job(func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedDown, 2
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported,
+			"the client reported status=down (2 failures in a row)"},
+		{"one success of two needed: still Down", job(func(m *monitoringv1alpha1.PushMonitor) {
+			downWith(monitoringv1alpha1.ReasonRunFailed)(m)
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(time.Minute), monitoringv1alpha1.ReportedUp, 1
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed,
+			"the run failed with exit status 3 (1 of 2 successes in a row to recover)"},
+		{"the second success: Recovered", job(func(m *monitoringv1alpha1.PushMonitor) {
+			downWith(monitoringv1alpha1.ReasonRunFailed)(m)
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(2*time.Minute), monitoringv1alpha1.ReportedUp, 2
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"},
+		{"a run open past maxRunDuration: RunTooLong", job(func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.LastStartTime = mt(-11 * time.Minute)
+			m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{RunID: "r1", StartTime: *mt(-11 * time.Minute)}}
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong,
+			`run "r1" started 11m ago is still open (maxRunDuration 10m)`},
+		{"a run open within maxRunDuration: Up", job(func(m *monitoringv1alpha1.PushMonitor) {
+			m.Status.LastStartTime = mt(-9 * time.Minute)
+			m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{StartTime: *mt(-9 * time.Minute)}}
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, "heartbeats arrive within the timeout"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			h := evaluate(c.m, t0, ws)
+			g.Expect(h.State).To(Equal(c.state))
+			g.Expect(h.Reason).To(Equal(c.reason))
+			g.Expect(h.Message).To(Equal(c.message))
+		})
+	}
+	// Within maxRunDuration the recheck is at the run's limit, not the timeout.
+	h := evaluate(job(func(m *monitoringv1alpha1.PushMonitor) {
+		m.Status.LastStartTime = mt(-9 * time.Minute)
+		m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{StartTime: *mt(-9 * time.Minute)}}
+	}), t0, ws)
+	NewWithT(t).Expect(h.RecheckAfter).To(Equal(time.Minute))
+}

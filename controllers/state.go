@@ -32,9 +32,15 @@ type health struct {
 // was last resumed) come from the caller.
 //
 //	Suspended                  while spec.suspend
-//	Down (DownReported)        while the last heartbeat said status=down
-//	Down (HeartbeatMissed)     once now >= anchor + timeout + grace, where
-//	                           anchor = max(last heartbeat, watchStart); and
+//	Down (DownReported,        while the last report was status=down, or a
+//	      RunFailed)           run's failure, failureThreshold times in a
+//	                           row; and after that until recoveryThreshold
+//	                           successes in a row
+//	Down (RunTooLong)          while a run is open past maxRunDuration
+//	Down (HeartbeatMissed,     once now >= the deadline after anchor, where
+//	      ScheduleMissed)      anchor = max(last heartbeat or start,
+//	                           watchStart): + timeout + grace, or with a
+//	                           schedule the next scheduled time + grace; and
 //	                           after that until a newer heartbeat arrives
 //	Pending                    before the first heartbeat
 //	Up                         otherwise
@@ -46,19 +52,49 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		}
 	}
 	st := &m.Status
+	// last is the latest sign of life: a heartbeat or a run's start.
 	var last *time.Time
-	if st.LastHeartbeatTime != nil {
-		t := st.LastHeartbeatTime.Time
-		last = &t
+	for _, t := range []*metav1.MicroTime{st.LastHeartbeatTime, st.LastStartTime} {
+		if t != nil && (last == nil || t.After(*last)) {
+			v := t.Time
+			last = &v
+		}
+	}
+	anchor := watchStart
+	if last != nil && last.After(anchor) {
+		anchor = *last
 	}
 
-	if last != nil && st.LastReportedStatus == monitoringv1alpha1.ReportedDown {
-		msg := "the client reported status=down"
-		if st.LastMessage != "" {
-			msg += ": " + st.LastMessage
-		}
+	if st.LastHeartbeatTime != nil && st.LastReportedStatus != monitoringv1alpha1.ReportedUp &&
+		st.LastReportedStatus != "" && reached(st.ConsecutiveFailures, m.Spec.FailureThreshold) {
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: monitoringv1alpha1.ReasonDownReported, Message: msg}
+			Reason: failureReason(st), Message: failureMessage(m), NextRun: nextRun(m, anchor)}
+	}
+	prevDown := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
+	if st.State == monitoringv1alpha1.StateDown && prevDown != nil && isReported(prevDown.Reason) &&
+		!reached(st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold) {
+		// Down until enough successes in a row.
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: prevDown.Reason, Message: fmt.Sprintf("%s (%d of %d successes in a row to recover)",
+				strings.SplitN(prevDown.Message, " (", 2)[0], st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold),
+			NextRun: nextRun(m, anchor)}
+	}
+	var runDeadline *time.Time
+	if limit := m.Spec.MaxRunDuration; limit != nil && len(st.OpenRuns) > 0 {
+		// Runs are kept oldest first: the oldest is the first too long.
+		run := st.OpenRuns[0]
+		d := run.StartTime.Add(limit.Duration)
+		if !now.Before(d) {
+			msg := fmt.Sprintf("a run started %s ago is still open (maxRunDuration %s)",
+				shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), shortDuration(limit.Duration))
+			if run.RunID != "" {
+				msg = fmt.Sprintf("run %q started %s ago is still open (maxRunDuration %s)", run.RunID,
+					shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), shortDuration(limit.Duration))
+			}
+			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+				Reason: monitoringv1alpha1.ReasonRunTooLong, Message: msg, Deadline: &d, NextRun: nextRun(m, anchor)}
+		}
+		runDeadline = &d
 	}
 
 	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
@@ -78,10 +114,6 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		}
 	}
 
-	anchor := watchStart
-	if last != nil && last.After(anchor) {
-		anchor = *last
-	}
 	deadline := m.DeadlineFrom(anchor)
 	if !now.Before(deadline) {
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
@@ -98,6 +130,12 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		Deadline: &deadline, RecheckAfter: deadline.Sub(now), NextRun: nextRun(m, anchor)}
 	if m.Spec.Schedule != "" {
 		h.Message = "runs report on schedule"
+	}
+	if runDeadline != nil && runDeadline.Before(deadline) {
+		h.Deadline, h.RecheckAfter = runDeadline, runDeadline.Sub(now)
+	}
+	if st.LastReportedStatus == monitoringv1alpha1.ReportedDown || st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+		h.Message = fmt.Sprintf("the last run failed (%d of %d failures in a row before Down)", st.ConsecutiveFailures, m.Spec.FailureThreshold)
 	}
 	if st.State == monitoringv1alpha1.StateDown {
 		h.Reason, h.Message = monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"
@@ -128,6 +166,45 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 		return true
 	}
 	return down.ObservedGeneration == m.Generation && m.DeadlineFrom(*last).After(missed)
+}
+
+// reached reports whether count meets threshold (unset or 1: any count,
+// so that monitors whose pushes are not counted behave as before).
+func reached(count, threshold int32) bool {
+	return threshold <= 1 || count >= threshold
+}
+
+// isReported: the reason of a Down a client reported, which only enough
+// successes end.
+func isReported(reason string) bool {
+	return reason == monitoringv1alpha1.ReasonDownReported || reason == monitoringv1alpha1.ReasonRunFailed
+}
+
+func failureReason(st *monitoringv1alpha1.PushMonitorStatus) string {
+	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+		return monitoringv1alpha1.ReasonRunFailed
+	}
+	return monitoringv1alpha1.ReasonDownReported
+}
+
+// failureMessage says what the client reported, e.g. "the run failed with
+// exit status 3 (2 failures in a row): disk full".
+func failureMessage(m *monitoringv1alpha1.PushMonitor) string {
+	st := &m.Status
+	msg := "the client reported status=down"
+	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+		msg = "the run failed"
+		if st.LastExitCode != nil {
+			msg += fmt.Sprintf(" with exit status %d", *st.LastExitCode)
+		}
+	}
+	if m.Spec.FailureThreshold > 1 {
+		msg += fmt.Sprintf(" (%d failures in a row)", st.ConsecutiveFailures)
+	}
+	if st.LastMessage != "" {
+		msg += ": " + st.LastMessage
+	}
+	return msg
 }
 
 // isMissed: the reason of a Down for silence (timeout or schedule), which

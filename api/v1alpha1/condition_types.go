@@ -52,10 +52,19 @@ const (
 	// ReasonDownReported (Healthy=False; also an Event reason): a client pushed
 	// status=down.
 
+	// ReasonRunFailed (Healthy=False; also an Event reason): runs reported
+	// failure (a /fail ping or a non-zero exit status) failureThreshold
+	// times in a row.
+	ReasonRunFailed = "RunFailed"
+
+	// ReasonRunTooLong (Healthy=False; also an Event reason): a run is still
+	// open maxRunDuration after its start.
+	ReasonRunTooLong = "RunTooLong"
+
 	// ReasonScheduleMissed (Healthy=False; also an Event reason): with a
 	// schedule, no run reported by a scheduled time + grace period.
 	ReasonScheduleMissed = "ScheduleMissed"
-	ReasonDownReported = "DownReported"
+	ReasonDownReported   = "DownReported"
 
 	// ReasonAwaitingFirstHeartbeat (Healthy=Unknown): no heartbeat yet.
 	ReasonAwaitingFirstHeartbeat = "AwaitingFirstHeartbeat"

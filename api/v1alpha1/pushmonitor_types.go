@@ -41,14 +41,18 @@ const (
 )
 
 // ReportedStatus is the status a client sent with its last heartbeat.
-// +kubebuilder:validation:Enum=Up;Down
+// +kubebuilder:validation:Enum=Up;Down;Failed
 type ReportedStatus string
 
 const (
-	// ReportedUp is a heartbeat with status=up (the default).
+	// ReportedUp is a heartbeat with status=up (the default), or a run's
+	// success.
 	ReportedUp ReportedStatus = "Up"
 	// ReportedDown is a heartbeat with status=down.
 	ReportedDown ReportedStatus = "Down"
+	// ReportedFailed is a run's failure: a /fail ping or a non-zero exit
+	// status.
+	ReportedFailed ReportedStatus = "Failed"
 )
 
 // PushMonitorSpec declares how long a job or service may stay silent.
@@ -158,6 +162,21 @@ type PushMonitorSpec struct {
 	AllowedMethods []string `json:"allowedMethods,omitempty"`
 }
 
+// MaxOpenRuns bounds status.openRuns.
+const MaxOpenRuns = 16
+
+// OpenRun is a run that reported its start and not yet its end.
+type OpenRun struct {
+	// runID pairs the start with its end when runs overlap (the rid query
+	// parameter); empty when the client sent none.
+	// +optional
+	// +kubebuilder:validation:MaxLength=64
+	RunID string `json:"runID,omitempty"`
+	// startTime is when the start signal arrived.
+	// +required
+	StartTime metav1.MicroTime `json:"startTime"`
+}
+
 // CronJobReference names a CronJob in the monitor's namespace.
 type CronJobReference struct {
 	// name of the CronJob.
@@ -219,6 +238,17 @@ type PushMonitorStatus struct {
 	// consecutiveFailures counts failures since the last success.
 	// +optional
 	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+
+	// consecutiveSuccesses counts successes since the last failure.
+	// +optional
+	ConsecutiveSuccesses int32 `json:"consecutiveSuccesses,omitempty"`
+
+	// openRuns are the runs started and not yet finished, oldest first
+	// (at most MaxOpenRuns; older ones are dropped).
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	OpenRuns []OpenRun `json:"openRuns,omitempty"`
 
 	// tokenIssuedTime is when the current push token was issued (never the
 	// token itself).

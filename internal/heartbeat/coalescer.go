@@ -74,8 +74,8 @@ type entry struct {
 	// writtenDeadline is the deadline that follows from the written
 	// heartbeat (DeadlineFrom: timeout + grace, or the schedule's).
 	writtenDeadline time.Time
-	timer        *time.Timer
-	flushing     bool
+	timer           *time.Timer
+	flushing        bool
 	// nudged is the health episode an up push was last written at once for.
 	nudged string
 }
@@ -114,26 +114,8 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		episode = healthEpisode(m)
 		ends = e.nudged != episode
 	}
-	// A change of reported status is due at once, compared both with this
-	// replica's last write and with what the API holds (another replica may
-	// have written since).
-	due := e.writtenAt.IsZero() ||
-		now.Sub(e.writtenAt) >= e.window ||
-		hb.Status != e.written.Status ||
-		m.Status.LastReportedStatus != "" && hb.Status != m.Status.LastReportedStatus ||
-		ends ||
-		!now.Before(e.flushBy())
-	if !due {
-		e.held = &hb
-		// What a flush needs of the monitor: identity, timing and state
-		// (the writer adds the deadline while Up). The spec's pointers are
-		// shared with the cache, which never modifies them in place.
-		e.monitor = &monitoringv1alpha1.PushMonitor{
-			ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID},
-			Spec:       m.Spec,
-			Status:     monitoringv1alpha1.PushMonitorStatus{State: m.Status.State},
-		}
-		e.armLocked(c)
+	if !e.dueLocked(now, m, hb, ends) {
+		e.holdLocked(c, m, hb)
 		e.mu.Unlock()
 		return nil
 	}
@@ -141,6 +123,15 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
+	// A flush may have written while this push waited for wmu; if that
+	// made it no longer due, hold it, so writes stay one per window.
+	e.mu.Lock()
+	if now = time.Now(); !e.dueLocked(now, m, hb, ends) {
+		e.holdLocked(c, m, hb)
+		e.mu.Unlock()
+		return nil
+	}
+	e.mu.Unlock()
 	err := c.Writer.Record(ctx, m, hb)
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -159,6 +150,38 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		e.nudged = episode
 	}
 	return nil
+}
+
+// dueLocked reports whether hb must be written before it is answered.
+func (e *entry) dueLocked(now time.Time, m *monitoringv1alpha1.PushMonitor, hb Heartbeat, ends bool) bool {
+	// A change of reported status is due at once, compared both with this
+	// replica's last write and with what the API holds (another replica may
+	// have written since). Run signals are never coalesced (Counted).
+	return e.writtenAt.IsZero() ||
+		now.Sub(e.writtenAt) >= e.window ||
+		hb.Status != e.written.Status ||
+		m.Status.LastReportedStatus != "" && hb.Status != m.Status.LastReportedStatus ||
+		ends ||
+		Counted(m, hb) ||
+		!now.Before(e.flushBy())
+}
+
+// holdLocked keeps hb to be written at the window's end, unless a newer
+// heartbeat is held already.
+func (e *entry) holdLocked(c *Coalescer, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) {
+	if e.held != nil && e.held.Time.After(hb.Time) {
+		return
+	}
+	e.held = &hb
+	// What a flush needs of the monitor: identity, timing and state (the
+	// writer adds the deadline while Up). The spec's pointers are shared
+	// with the cache, which never modifies them in place.
+	e.monitor = &monitoringv1alpha1.PushMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: m.Name, UID: m.UID},
+		Spec:       m.Spec,
+		Status:     monitoringv1alpha1.PushMonitorStatus{State: m.Status.State},
+	}
+	e.armLocked(c)
 }
 
 // flushBy is when a held heartbeat must be written at the latest: a margin

@@ -23,8 +23,29 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
 
+// Kind is what a push says about a run.
+type Kind string
+
+const (
+	// KindHeartbeat is a plain heartbeat (Status says up or down); it also
+	// ends the run that is open, as a success or failure.
+	KindHeartbeat Kind = ""
+	// KindStart opens a run.
+	KindStart Kind = "start"
+	// KindFail ends a run as failed (a /fail ping, a non-zero exit status).
+	KindFail Kind = "fail"
+	// KindLog only records a message.
+	KindLog Kind = "log"
+)
+
 // Heartbeat is one push, as the push endpoint parsed it.
 type Heartbeat struct {
+	// Kind is what the push says about a run.
+	Kind Kind
+	// ExitCode is the exit status the client reported, if any.
+	ExitCode *int32
+	// RunID pairs a run's start with its end (the rid query parameter).
+	RunID string
 	// Time is when the push endpoint received it, in microseconds (the
 	// precision status keeps, so that every reader computes the same deadline).
 	Time time.Time
@@ -44,6 +65,9 @@ func Now() time.Time {
 // Writer writes heartbeats into PushMonitor status.
 type Writer struct {
 	Client client.Client
+	// Reader re-reads a monitor whose counted write conflicted (the
+	// manager's API reader); Client when nil.
+	Reader client.Reader
 }
 
 // patchOp is one JSON Patch (RFC 6902) operation.
@@ -60,6 +84,9 @@ var ErrMonitorReplaced = errors.New("monitor was replaced since the token was lo
 // Record writes hb into m's status. It returns only once the API server
 // accepted the write.
 func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	if Counted(m, hb) {
+		return w.recordCounted(ctx, m, hb)
+	}
 	// A JSON patch of the heartbeat fields only, so it never races with the
 	// reconciler's fields (state, conditions, deadline). Its test operation
 	// makes it fail on a monitor re-created under the same name (a merge

@@ -71,7 +71,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
 	}
 	coalescer := &heartbeat.Coalescer{
-		Writer: &heartbeat.Writer{Client: mgr.GetClient()},
+		Writer: &heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
 		Window: cfg.HeartbeatWindow,
 		Log:    mgr.GetLogger().WithName("heartbeat"),
 	}

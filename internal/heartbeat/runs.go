@@ -1,0 +1,117 @@
+package heartbeat
+
+import (
+	"context"
+	"fmt"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// maxCountedAttempts bounds the retries of a counted write whose monitor
+// changed under it.
+const maxCountedAttempts = 5
+
+// maxCount caps consecutiveFailures and consecutiveSuccesses.
+const maxCount = 1 << 20
+
+// Counted reports whether hb must be written on its own, read-modify-write:
+// run signals (start, fail, log, an exit status) and every push to a
+// monitor that counts runs (thresholds above 1, a maximum run duration, a
+// run open). Their counters and open runs depend on every signal, so these
+// are never coalesced; such monitors are jobs that report a few times per
+// run, and the push endpoint's rate limits bound them like any other.
+func Counted(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
+	return hb.Kind != KindHeartbeat || hb.ExitCode != nil ||
+		m.Spec.FailureThreshold > 1 || m.Spec.RecoveryThreshold > 1 ||
+		m.Spec.MaxRunDuration != nil || len(m.Status.OpenRuns) > 0
+}
+
+// recordCounted applies hb to the monitor's status as read and writes it
+// with optimistic locking, re-reading from the API and retrying when
+// another write came first, so that no signal is lost or counted twice.
+func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	reader := w.Reader
+	if reader == nil {
+		reader = w.Client
+	}
+	cur := m
+	for attempt := 1; ; attempt++ {
+		next := cur.DeepCopy()
+		Apply(&next.Status, hb)
+		err := w.Client.Status().Patch(ctx, next, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{}))
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsConflict(err) || attempt == maxCountedAttempts {
+			return fmt.Errorf("writing run signal of %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		fresh := &monitoringv1alpha1.PushMonitor{}
+		if err := reader.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
+			return err
+		}
+		if fresh.UID != m.UID {
+			return ErrMonitorReplaced
+		}
+		cur = fresh
+	}
+}
+
+// Apply records hb in status: what a push says about the last heartbeat,
+// the runs open, and the counts of failures and successes in a row.
+func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
+	at := metav1.NewMicroTime(hb.Time)
+	switch hb.Kind {
+	case KindLog:
+		st.LastMessage = hb.Message
+		return
+	case KindStart:
+		st.LastStartTime = &at
+		st.OpenRuns = append(st.OpenRuns, monitoringv1alpha1.OpenRun{RunID: hb.RunID, StartTime: at})
+		if n := len(st.OpenRuns) - monitoringv1alpha1.MaxOpenRuns; n > 0 {
+			st.OpenRuns = st.OpenRuns[n:] // runs that never ended; the oldest go
+		}
+		return
+	}
+	st.LastHeartbeatTime = &at
+	st.LastMessage, st.LastValue = hb.Message, hb.Value
+	if hb.ExitCode != nil || hb.Kind == KindFail {
+		st.LastExitCode = hb.ExitCode
+	}
+	if i := endingRun(st.OpenRuns, hb.RunID); i >= 0 {
+		st.LastRunDuration = &metav1.Duration{Duration: max(hb.Time.Sub(st.OpenRuns[i].StartTime.Time), 0)}
+		st.OpenRuns = append(st.OpenRuns[:i:i], st.OpenRuns[i+1:]...)
+	}
+	switch {
+	case hb.Kind == KindFail:
+		st.LastReportedStatus = monitoringv1alpha1.ReportedFailed
+	case hb.Status == monitoringv1alpha1.ReportedDown:
+		st.LastReportedStatus = monitoringv1alpha1.ReportedDown
+	default:
+		st.LastReportedStatus = monitoringv1alpha1.ReportedUp
+	}
+	// The counts only need to reach a threshold (at most 100); the cap
+	// keeps a monitor pushing for years from overflowing them.
+	if st.LastReportedStatus == monitoringv1alpha1.ReportedUp {
+		st.ConsecutiveSuccesses = min(st.ConsecutiveSuccesses+1, maxCount)
+		st.ConsecutiveFailures = 0
+	} else {
+		st.ConsecutiveFailures = min(st.ConsecutiveFailures+1, maxCount)
+		st.ConsecutiveSuccesses = 0
+	}
+}
+
+// endingRun is the open run an end with runID closes: the one started with
+// that rid, or without a rid the newest run started without one (as
+// Healthchecks pairs them). -1 if none.
+func endingRun(runs []monitoringv1alpha1.OpenRun, runID string) int {
+	for i := len(runs) - 1; i >= 0; i-- {
+		if runs[i].RunID == runID {
+			return i
+		}
+	}
+	return -1
+}
