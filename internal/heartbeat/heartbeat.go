@@ -30,6 +30,10 @@ const (
 	// KindHeartbeat is a plain heartbeat (Status says up or down); it also
 	// ends the run that is open, as a success or failure.
 	KindHeartbeat Kind = ""
+	// KindSuccess ends a run as a success (a /ping success, exit status 0).
+	// Unlike a plain heartbeat it is never coalesced: the run it ends may
+	// have started a moment ago, before this replica's cache saw it.
+	KindSuccess Kind = "success"
 	// KindStart opens a run.
 	KindStart Kind = "start"
 	// KindFail ends a run as failed (a /fail ping, a non-zero exit status).

@@ -99,6 +99,8 @@ func (s *Server) NeedLeaderElection() bool { return false }
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(token.PushPathPrefix+"{token}", s.servePush)
+	mux.HandleFunc(PingPathPrefix+"{token}", s.servePing)
+	mux.HandleFunc(PingPathPrefix+"{token}/{signal}", s.servePing)
 	mux.HandleFunc("/", func(w http.ResponseWriter, _ *http.Request) {
 		writeJSON(w, http.StatusNotFound, "not found")
 	})

@@ -1,0 +1,131 @@
+package push
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/metrics"
+	"github.com/pushmon/pushmon/internal/token"
+)
+
+// PingPathPrefix is where the Healthchecks-compatible routes are served:
+// /ping/{token}, /ping/{token}/start, /fail, /log and /{exit status}, so
+// that scripts written for Healthchecks work with only their base URL
+// changed. Same tokens, limits and "200 only once recorded" rule as
+// /api/push; the answers are Healthchecks' plain-text "OK" and "not found".
+const PingPathPrefix = "/ping/"
+
+// ridPattern bounds a run ID (Healthchecks sends UUIDs).
+var ridPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
+
+// servePing handles one ping and reports its answer and duration. As for
+// pushes, nothing here logs the URL or the token.
+func (s *Server) servePing(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	code := s.handlePing(w, r)
+	metrics.ObservePush(code, time.Since(start))
+}
+
+func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) int {
+	if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodHead {
+		w.Header().Set("Allow", "GET, HEAD, POST")
+		return writeText(w, http.StatusMethodNotAllowed, "method not allowed: use POST, GET or HEAD")
+	}
+	hb, err := s.parsePing(w, r)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			return writeText(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+		}
+		return writeText(w, http.StatusBadRequest, err.Error())
+	}
+	m, err := s.monitors.Lookup(r.Context(), r.PathValue("token"))
+	if errors.Is(err, token.ErrUnknown) {
+		return writeText(w, http.StatusNotFound, "not found")
+	}
+	if err != nil {
+		s.log.Error(err, "looking up ping token")
+		return writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
+	}
+	if len(m.Spec.AllowedMethods) > 0 && !slices.Contains(m.Spec.AllowedMethods, r.Method) {
+		// Checked only once the token is known, so that the answer to an
+		// unknown token stays 404 whatever the method.
+		w.Header().Set("Allow", strings.Join(m.Spec.AllowedMethods, ", "))
+		return writeText(w, http.StatusMethodNotAllowed, "method not allowed for this check")
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
+	defer cancel()
+	if err := s.recorder.Record(ctx, m, hb); err != nil {
+		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
+			return writeText(w, http.StatusNotFound, "not found")
+		}
+		s.log.Error(err, "recording ping", "namespace", m.Namespace, "name", m.Name)
+		w.Header().Set("Retry-After", "1")
+		return writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
+	}
+	metrics.CountHeartbeat(hb.Status)
+	return writeText(w, http.StatusOK, "OK")
+}
+
+// parsePing reads the signal from the path, rid from the query and, for
+// /fail, /log and exit statuses, the body as the message (capped).
+func (s *Server) parsePing(w http.ResponseWriter, r *http.Request) (heartbeat.Heartbeat, error) {
+	hb := heartbeat.Heartbeat{Time: s.now(), Kind: heartbeat.KindSuccess, Status: monitoringv1alpha1.ReportedUp}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	if err != nil {
+		return hb, err
+	}
+	withBody := true
+	switch signal := r.PathValue("signal"); signal {
+	case "":
+		withBody = false
+	case "start":
+		hb.Kind, withBody = heartbeat.KindStart, false
+	case "fail":
+		hb.Kind, hb.Status = heartbeat.KindFail, monitoringv1alpha1.ReportedDown
+	case "log":
+		hb.Kind = heartbeat.KindLog
+	default:
+		code, err := strconv.Atoi(signal)
+		if err != nil || code < 0 || code > 255 || strconv.Itoa(code) != signal {
+			return hb, fmt.Errorf("unknown ping %q: use start, fail, log or an exit status 0-255", truncate(signal, 32))
+		}
+		c := int32(code)
+		hb.ExitCode = &c
+		if code != 0 {
+			hb.Kind, hb.Status = heartbeat.KindFail, monitoringv1alpha1.ReportedDown
+		}
+	}
+	if withBody {
+		hb.Message = truncate(strings.ToValidUTF8(strings.TrimSpace(string(body)), "\uFFFD"), s.opts.MaxMessageBytes)
+	}
+	if rid := r.URL.Query().Get("rid"); rid != "" {
+		if !ridPattern.MatchString(rid) {
+			return hb, errors.New("invalid rid: up to 64 letters, digits, '.', '_' or '-'")
+		}
+		hb.RunID = rid
+	}
+	return hb, nil
+}
+
+// writeText answers code with a plain-text body, as Healthchecks does, and
+// returns code.
+func writeText(w http.ResponseWriter, code int, msg string) int {
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_, _ = io.WriteString(w, msg)
+	return code
+}
