@@ -134,15 +134,19 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 	if runDeadline != nil && runDeadline.Before(deadline) {
 		h.Deadline, h.RecheckAfter = runDeadline, runDeadline.Sub(now)
 	}
-	if st.LastReportedStatus == monitoringv1alpha1.ReportedDown || st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
-		h.Message = fmt.Sprintf("the last run failed (%d of %d failures in a row before Down)", st.ConsecutiveFailures, m.Spec.FailureThreshold)
-	}
 	if st.State == monitoringv1alpha1.StateDown {
 		h.Reason, h.Message = monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"
 	} else if st.State == monitoringv1alpha1.StateUp && prev != nil && prev.Status == metav1.ConditionTrue {
 		// Keep the reason (e.g. Recovered) while Up, so a heartbeat does not
 		// rewrite the condition.
-		h.Reason, h.Message = prev.Reason, prev.Message
+		h.Reason = prev.Reason
+		if prev.Reason == monitoringv1alpha1.ReasonRecovered {
+			h.Message = "heartbeats arrive again"
+		}
+	}
+	if st.LastReportedStatus == monitoringv1alpha1.ReportedDown || st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+		// A failure below failureThreshold: Up, and the condition says so.
+		h.Message = fmt.Sprintf("the last run failed (%d of %d failures in a row before Down)", st.ConsecutiveFailures, m.Spec.FailureThreshold)
 	}
 	return h
 }

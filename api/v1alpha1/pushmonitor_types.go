@@ -279,6 +279,8 @@ type PushMonitorStatus struct {
 // +kubebuilder:printcolumn:name="Message",type=string,JSONPath=`.status.lastMessage`,priority=1
 // +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.status.conditions[?(@.type=="Healthy")].reason`,priority=1
 // +kubebuilder:printcolumn:name="Next Run",type=string,JSONPath=`.status.nextRunTime`,priority=1
+// +kubebuilder:printcolumn:name="Last Run",type=string,JSONPath=`.status.lastRunDuration`,priority=1
+// +kubebuilder:printcolumn:name="Exit",type=integer,JSONPath=`.status.lastExitCode`,priority=1
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters (it is written into a label value)"
 type PushMonitor struct {
 	metav1.TypeMeta   `json:",inline"`

@@ -1,0 +1,136 @@
+package controllers_test
+
+import (
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// pingURL is the Healthchecks-style URL of a token.
+func pingURL(tok string) string { return "http://" + pushAddr + "/ping/" + tok }
+
+// sh runs a shell script as users write it, with URL set.
+func sh(t *testing.T, url, script string) string {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.Env = append(cmd.Environ(), "URL="+url)
+	out, _ := cmd.CombinedOutput() // the script's own exit status is part of what is tested
+	return string(out)
+}
+
+// Healthchecks' documented one-liners and a start → command → exit status
+// wrapper, with curl against the real manager.
+func TestHealthchecksPings(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "backup", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	url := pingURL(createMonitor(t, m))
+
+	// The plain success ping.
+	sh(t, url, `curl -fsS -m 10 --retry 5 -o /dev/null "$URL"`)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+
+	// The wrapper: start, the command, its exit status with the output as body.
+	wrapper := `curl -fsS -m 10 --retry 5 -o /dev/null "$URL/start"
+out=$(sh -c 'sleep 1; echo disk full; exit 3' 2>&1)
+curl -fsS -m 10 --retry 5 -o /dev/null --data-raw "$out" "$URL/$?"`
+	sh(t, url, wrapper)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
+	g.Expect(*got.Status.LastExitCode).To(Equal(int32(3)))
+	g.Expect(got.Status.LastRunDuration.Duration).To(BeNumerically(">=", time.Second))
+	g.Expect(got.Status.OpenRuns).To(BeEmpty())
+	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
+		To(Equal("the run failed with exit status 3: disk full"))
+	out, err := runKubectl(t, "-n", ns, "get", "pm", "backup", "-o", "wide")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`backup\s+Down\s+.*disk full\s+RunFailed\s+.*\s+1\.\d+s\s+3\n`))
+	t.Logf("kubectl get pm -o wide after a failing run:\n%s", out)
+
+	// A succeeding run recovers, with its duration; exit status 0 is a success.
+	sh(t, url, strings.Replace(wrapper, "exit 3", "exit 0", 1))
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	g.Expect(*got.Status.LastExitCode).To(BeZero())
+
+	// /log records a message and changes nothing else; /fail with a body.
+	sh(t, url, `curl -fsS -m 10 --retry 5 -o /dev/null --data-raw "halfway" "$URL/log"`)
+	g.Eventually(func(g Gomega) { g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("halfway")) }).Should(Succeed())
+	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	sh(t, url, `curl -fsS -m 10 -o /dev/null --data-raw "no space left" "$URL/fail"`)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("no space left"))
+
+	// HEAD and GET work as in Healthchecks; answers are plain text.
+	g.Expect(sh(t, url, `curl -sS -I "$URL" | head -1`)).To(ContainSubstring("200"))
+	g.Expect(sh(t, url, `curl -sS "$URL/0"`)).To(Equal("OK"))
+	g.Expect(sh(t, url, `curl -sS -w " %{http_code}" "$URL/256"`)).To(ContainSubstring("400"))
+	g.Expect(sh(t, url, `curl -sS -w " %{http_code}" "$URL/now"`)).To(ContainSubstring("400"))
+	g.Expect(sh(t, pingURL(strings.Repeat("x", 43)), `curl -sS -w " %{http_code}" "$URL"`)).To(Equal("not found 404"))
+
+	// Healthchecks forms pushmon does not have: auto-provisioning is ignored
+	// (a known token pings, an unknown one is 404), slug URLs are refused.
+	g.Expect(sh(t, url, `curl -sS -w " %{http_code}" "$URL?create=1"`)).To(Equal("OK 200"))
+	g.Expect(sh(t, pingURL(strings.Repeat("x", 43)), `curl -sS -w " %{http_code}" "$URL?create=1"`)).To(Equal("not found 404"))
+	g.Expect(sh(t, url, `curl -sS -w " %{http_code}" "$URL/nightly-backup"`)).To(HavePrefix("unknown ping"))
+}
+
+// Overlapping runs are paired by rid; a start without an end turns the
+// monitor Down once maxRunDuration has passed.
+func TestRunsPairedAndTooLong(t *testing.T) {
+	g := NewWithT(t)
+	m := monitor(newNamespace(t), "reports", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), MaxRunDuration: dur(3 * time.Second)})
+	url := pingURL(createMonitor(t, m))
+	sh(t, url, `curl -fsS -o /dev/null "$URL/start?rid=a" && curl -fsS -o /dev/null "$URL/start?rid=b"`)
+	g.Eventually(func(g Gomega) { g.Expect(getMonitor(g, m).Status.OpenRuns).To(HaveLen(2)) }).Should(Succeed())
+	sh(t, url, `sleep 1; curl -fsS -o /dev/null "$URL?rid=a"`)
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.OpenRuns).To(HaveLen(1))
+		g.Expect(got.Status.OpenRuns[0].RunID).To(Equal("b"))
+		g.Expect(got.Status.LastRunDuration.Duration).To(BeNumerically(">=", time.Second))
+	}).Should(Succeed())
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong, 10*time.Second)
+	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
+		To(MatchRegexp(`^run "b" started \d+s ago is still open \(maxRunDuration 3s\)$`))
+	sh(t, url, `curl -fsS -o /dev/null "$URL/0?rid=b"`)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+}
+
+// failureThreshold 2: the first failure leaves the monitor Up, the second
+// turns it Down; recoveryThreshold 2: one success is not enough.
+func TestFailureAndRecoveryThresholds(t *testing.T) {
+	g := NewWithT(t)
+	m := monitor(newNamespace(t), "flaky", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), FailureThreshold: 2, RecoveryThreshold: 2})
+	url := pingURL(createMonitor(t, m))
+	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+
+	sh(t, url, `curl -fsS -o /dev/null "$URL/1"`)
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.ConsecutiveFailures).To(Equal(int32(1)))
+		g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
+			To(Equal("the last run failed (1 of 2 failures in a row before Down)"))
+	}).Should(Succeed())
+	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+
+	sh(t, url, `curl -fsS -o /dev/null "$URL/255"`)
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.ReasonRunFailed, 1)
+
+	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.ConsecutiveSuccesses).To(Equal(int32(1)))
+		g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
+			To(Equal("the run failed with exit status 255 (1 of 2 successes in a row to recover)"))
+	}).Should(Succeed())
+	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
+	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+}
