@@ -132,13 +132,34 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		r.setReady(&m, metav1.ConditionTrue, monitoringv1alpha1.ReasonTokenIssued, "push token issued into Secret "+name)
 	}
 
+	// With spec.cronJobRef the monitor is evaluated with the CronJob's
+	// schedule, time zone and suspend, and its Jobs counted as runs.
+	eval, runsChanged, waiting := &m, false, ""
+	if m.Spec.CronJobRef != nil {
+		var err error
+		if eval, waiting, runsChanged, err = r.followCronJob(ctx, &m); err != nil {
+			return ctrl.Result{}, err
+		}
+		if waiting != "" {
+			r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonCronJobNotFound, waiting)
+		}
+	}
+
 	var h health
-	if m.Status.SecretName == "" {
+	switch {
+	case m.Status.SecretName == "":
 		// No token anywhere: nobody can push, so there is nothing to time.
 		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
 			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no push token issued yet"}
-	} else {
-		h = evaluate(&m, now, r.watchStart(orig, now))
+	case waiting != "":
+		// The CronJob's watch brings the monitor back when it appears.
+		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
+			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "waiting for CronJob " + m.Spec.CronJobRef.Name}
+	default:
+		h = evaluate(eval, now, r.watchStart(orig, now))
+		if m.Spec.CronJobRef != nil {
+			h = r.explainCronJob(ctx, eval, h)
+		}
 	}
 	r.applyHealth(&m, h)
 	if secretErr == nil {
@@ -147,9 +168,10 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	// A HeartbeatMissed Down is written only if status is unchanged since it
 	// was read, so a heartbeat stored in the meantime always wins.
+	// So is a CronJob's run, whose fields pushes write too.
 	missed := h.State == monitoringv1alpha1.StateDown && isMissed(h.Reason) &&
 		!sameHealth(orig, h)
-	if err := r.patchStatus(ctx, orig, &m, missed); err != nil {
+	if err := r.patchStatus(ctx, orig, &m, missed || runsChanged); err != nil {
 		if apierrors.IsConflict(err) {
 			// A heartbeat was stored after the cache's copy: its watch event
 			// is on the way and re-runs this at once. No error, so that the
@@ -326,12 +348,15 @@ func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	})); err != nil {
 		return err
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		For(&monitoringv1alpha1.PushMonitor{}).
 		Owns(&corev1.Secret{}).
 		Named("pushmonitor").
-		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)}).
-		Complete(r)
+		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)})
+	if err := setupCronJobFollowing(context.Background(), mgr, b); err != nil {
+		return err
+	}
+	return b.Complete(r)
 }
 
 func equalStatus(a, b *monitoringv1alpha1.PushMonitorStatus) bool {

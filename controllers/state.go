@@ -32,11 +32,11 @@ type health struct {
 // was last resumed) come from the caller.
 //
 //	Suspended                  while spec.suspend
+//	Down (RunTooLong)          while a run is open past maxRunDuration
 //	Down (DownReported,        while the last report was status=down, or a
 //	      RunFailed)           run's failure, failureThreshold times in a
 //	                           row; and after that until recoveryThreshold
 //	                           successes in a row
-//	Down (RunTooLong)          while a run is open past maxRunDuration
 //	Down (HeartbeatMissed,     once now >= the deadline after anchor, where
 //	      ScheduleMissed)      anchor = max(last heartbeat or start,
 //	                           watchStart): + timeout + grace, or with a
@@ -65,20 +65,7 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		anchor = *last
 	}
 
-	if st.LastHeartbeatTime != nil && st.LastReportedStatus != monitoringv1alpha1.ReportedUp &&
-		st.LastReportedStatus != "" && reached(st.ConsecutiveFailures, m.Spec.FailureThreshold) {
-		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: failureReason(st), Message: failureMessage(m), NextRun: nextRun(m, anchor)}
-	}
-	prevDown := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
-	if st.State == monitoringv1alpha1.StateDown && prevDown != nil && isReported(prevDown.Reason) &&
-		!reached(st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold) {
-		// Down until enough successes in a row.
-		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: prevDown.Reason, Message: fmt.Sprintf("%s (%d of %d successes in a row to recover)",
-				strings.SplitN(prevDown.Message, " (", 2)[0], st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold),
-			NextRun: nextRun(m, anchor)}
-	}
+	// A run stuck now says more than how the last one ended.
 	var runDeadline *time.Time
 	if limit := m.Spec.MaxRunDuration; limit != nil && len(st.OpenRuns) > 0 {
 		// Runs are kept oldest first: the oldest is the first too long.
@@ -97,6 +84,21 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		runDeadline = &d
 	}
 
+	if st.LastHeartbeatTime != nil && st.LastReportedStatus != monitoringv1alpha1.ReportedUp &&
+		st.LastReportedStatus != "" && reached(st.ConsecutiveFailures, m.Spec.FailureThreshold) {
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: failureReason(st), Message: failureMessage(m), NextRun: nextRun(m, anchor),
+			RecheckAfter: untilRunTooLong(runDeadline, now)}
+	}
+	prevDown := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
+	if st.State == monitoringv1alpha1.StateDown && prevDown != nil && isReported(prevDown.Reason) &&
+		!reached(st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold) {
+		// Down until enough successes in a row.
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: prevDown.Reason, Message: fmt.Sprintf("%s (%d of %d successes in a row to recover)",
+				strings.SplitN(prevDown.Message, " (", 2)[0], st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold),
+			NextRun: nextRun(m, anchor), RecheckAfter: untilRunTooLong(runDeadline, now)}
+	}
 	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
 	if st.State == monitoringv1alpha1.StateDown && prev != nil && isMissed(prev.Reason) && st.Deadline != nil {
 		// A missed heartbeat stays missed until a newer one arrives. Status
@@ -172,6 +174,15 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 	return down.ObservedGeneration == m.Generation && m.DeadlineFrom(*last).After(missed)
 }
 
+// untilRunTooLong is when an open run becomes too long, for a Down that
+// must be looked at again then (0: no run open).
+func untilRunTooLong(runDeadline *time.Time, now time.Time) time.Duration {
+	if runDeadline == nil {
+		return 0
+	}
+	return max(runDeadline.Sub(now), time.Millisecond)
+}
+
 // reached reports whether count meets threshold (unset or 1: any count,
 // so that monitors whose pushes are not counted behave as before).
 func reached(count, threshold int32) bool {
@@ -195,6 +206,14 @@ func failureReason(st *monitoringv1alpha1.PushMonitorStatus) string {
 // exit status 3 (2 failures in a row): disk full".
 func failureMessage(m *monitoringv1alpha1.PushMonitor) string {
 	st := &m.Status
+	if m.Spec.CronJobRef != nil && st.LastReportedStatus == monitoringv1alpha1.ReportedFailed && st.LastMessage != "" {
+		// The Job's diagnosis says it all ("job x failed: container backup
+		// OOMKilled (exit 137)").
+		if m.Spec.FailureThreshold > 1 {
+			return fmt.Sprintf("%s (%d failures in a row)", st.LastMessage, st.ConsecutiveFailures)
+		}
+		return st.LastMessage
+	}
 	msg := "the client reported status=down"
 	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
 		msg = "the run failed"

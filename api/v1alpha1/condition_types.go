@@ -31,6 +31,10 @@ const (
 	// pushmon's validating webhook). Not retried until the spec changes.
 	ReasonInvalidSchedule = "InvalidSchedule"
 
+	// ReasonCronJobNotFound (Ready=False): spec.cronJobRef names a CronJob
+	// that does not exist (yet); the monitor picks it up when it appears.
+	ReasonCronJobNotFound = "CronJobNotFound"
+
 	// ReasonSecretError (Ready=False): the Secret could not be read or written;
 	// the reconciler retries.
 	ReasonSecretError = "SecretError"
@@ -68,6 +72,10 @@ const (
 
 	// ReasonAwaitingFirstHeartbeat (Healthy=Unknown): no heartbeat yet.
 	ReasonAwaitingFirstHeartbeat = "AwaitingFirstHeartbeat"
+
+	// ReasonCronJobSuspended (Healthy=Unknown): the followed CronJob is
+	// suspended; no Down transitions, no alerts.
+	ReasonCronJobSuspended = "CronJobSuspended"
 
 	// ReasonSuspended (Healthy=Unknown): spec.suspend is true.
 	ReasonSuspended = "Suspended"

@@ -226,6 +226,11 @@ type PushMonitorStatus struct {
 	// +optional
 	LastStartTime *metav1.MicroTime `json:"lastStartTime,omitempty"`
 
+	// lastRunJob is the last Job of the followed CronJob counted as a run
+	// (with spec.cronJobRef).
+	// +optional
+	LastRunJob string `json:"lastRunJob,omitempty"`
+
 	// lastRunDuration is how long the last finished run took, from its
 	// start signal to its end.
 	// +optional

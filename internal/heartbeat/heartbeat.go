@@ -102,7 +102,8 @@ func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, 
 		{Op: "add", Path: "/status/lastMessage", Value: hb.Message},
 		{Op: "add", Path: "/status/lastValue", Value: hb.Value},
 	}
-	if m.Status.State == monitoringv1alpha1.StateUp && !m.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp {
+	if m.Status.State == monitoringv1alpha1.StateUp && !m.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp &&
+		m.Spec.CronJobRef == nil { // a followed CronJob's schedule is known to the reconciler only
 		// While Up, the new deadline follows from the heartbeat alone; writing
 		// it here spares the reconciler a write per heartbeat.
 		ops = append(ops, patchOp{Op: "add", Path: "/status/deadline", Value: metav1.NewMicroTime(m.DeadlineFrom(hb.Time))})

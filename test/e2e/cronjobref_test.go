@@ -1,0 +1,113 @@
+package e2e
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+)
+
+// setPodStatus plays the kubelet reporting a pod's containers.
+func setPodStatus(t *testing.T, pod *corev1.Pod, phase corev1.PodPhase, state corev1.ContainerState) {
+	t.Helper()
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		var cur corev1.Pod
+		if err := k8sClient.Get(context.Background(), client.ObjectKeyFromObject(pod), &cur); err != nil {
+			return err
+		}
+		cur.Status.Phase = phase
+		cur.Status.ContainerStatuses = []corev1.ContainerStatus{{Name: cur.Spec.Containers[0].Name, Image: cur.Spec.Containers[0].Image, State: state}}
+		return k8sClient.Status().Update(context.Background(), &cur)
+	})
+	if err != nil {
+		t.Fatalf("setting pod status: %v", err)
+	}
+}
+
+func healthyMessage(g Gomega, m *monitoringv1alpha1.PushMonitor) string {
+	c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(c).NotTo(BeNil())
+	return c.Message
+}
+
+// A monitor following a CronJob (spec.cronJobRef) with no change to the
+// CronJob's code: it waits for the CronJob, follows its suspend and time
+// zone, counts a completed Job as an Up run with its duration, and says
+// why a failed one failed (OOMKilled) or why a running one is stuck
+// (ImagePullBackOff).
+func TestCronJobRef(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "cronjobref")
+	m := &monitoringv1alpha1.PushMonitor{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "backup"},
+		Spec: monitoringv1alpha1.PushMonitorSpec{CronJobRef: &monitoringv1alpha1.CronJobReference{Name: "backup"},
+			MaxRunDuration: &metav1.Duration{Duration: 3 * time.Second}},
+	}
+	g.Expect(k8sClient.Create(ctx, m)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.ReadyCondition)
+		g.Expect(c).NotTo(BeNil())
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonCronJobNotFound))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+
+	berlin := "Europe/Berlin"
+	cj := cronJob(ns, "backup", "", "true", true)
+	cj.Spec.Schedule, cj.Spec.TimeZone = "30 2 * * *", &berlin
+	// Nothing in the job knows pushmon: no annotation, no push.
+	cj.Spec.JobTemplate.Spec.Template.Annotations = nil
+	cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Command = []string{"/bin/sh", "-c", "echo backup done"}
+	g.Expect(k8sClient.Create(ctx, cj)).To(Succeed())
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonCronJobSuspended)
+
+	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"suspend":false}}`)))).To(Succeed())
+	got := expectState(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat)
+	g.Expect(got.Status.NextRunTime).NotTo(BeNil())
+	loc, _ := time.LoadLocation(berlin)
+	g.Expect(got.Status.NextRunTime.In(loc).Format("15:04")).To(Equal("02:30"))
+
+	// A run that completes: Up, with the Job's duration.
+	out, err := runKubectl(ctx, "-n", ns, "create", "job", "run-1", "--from=cronjob/backup")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	runPod(t, podOf(t, ns, "run-1", 30*time.Second))
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.LastRunJob).To(Equal("run-1"))
+		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+		g.Expect(got.Status.LastRunDuration).NotTo(BeNil())
+		g.Expect(got.Status.OpenRuns).To(BeEmpty())
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+
+	// A run whose container is OOMKilled: Down, and the message says so.
+	out, err = runKubectl(ctx, "-n", ns, "create", "job", "run-2", "--from=cronjob/backup")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	setPodStatus(t, podOf(t, ns, "run-2", 30*time.Second), corev1.PodFailed, corev1.ContainerState{
+		Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled", FinishedAt: metav1.Now()}})
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed)
+	g.Eventually(func(g Gomega) {
+		g.Expect(healthyMessage(g, m)).To(Equal("job run-2 failed: container backup OOMKilled (exit 137)"))
+	}).Should(Succeed())
+	out, err = runKubectl(ctx, "-n", ns, "get", "pm", "-o", "wide")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`backup\s+Down\s+.*OOMKilled \(exit 137\)\s+RunFailed`))
+	t.Logf("kubectl get pm -o wide after an OOMKilled run:\n%s", out)
+
+	// A run stuck pulling its image: Down once maxRunDuration passes, naming
+	// the cause.
+	out, err = runKubectl(ctx, "-n", ns, "create", "job", "run-3", "--from=cronjob/backup")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	setPodStatus(t, podOf(t, ns, "run-3", 30*time.Second), corev1.PodPending, corev1.ContainerState{
+		Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}})
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong)
+	g.Eventually(func(g Gomega) {
+		g.Expect(healthyMessage(g, m)).To(MatchRegexp(`^run "run-3" started \d+s ago is still open \(maxRunDuration 3s\): container backup ImagePullBackOff$`))
+	}).Should(Succeed())
+}
