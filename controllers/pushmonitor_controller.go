@@ -356,6 +356,10 @@ func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := setupCronJobFollowing(context.Background(), mgr, b); err != nil {
 		return err
 	}
+	optIn := &CronJobOptInReconciler{Client: mgr.GetClient(), Recorder: r.Recorder}
+	if err := optIn.SetupWithManager(mgr); err != nil {
+		return err
+	}
 	return b.Complete(r)
 }
 

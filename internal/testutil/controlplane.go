@@ -113,7 +113,7 @@ func (p *Process) WaitListening(addr string, within time.Duration) error {
 }
 
 // StartKubeControllerManager runs bin/k8s's kube-controller-manager with
-// only the CronJob and Job controllers, against the API server kubeconfig
+// only the CronJob, Job and garbage collector controllers, against the API server kubeconfig
 // points to, and waits until it serves.
 func StartKubeControllerManager(assets, kubeconfig string) (*Process, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -125,7 +125,7 @@ func StartKubeControllerManager(assets, kubeconfig string) (*Process, error) {
 	_, port, _ := net.SplitHostPort(addr)
 	p, err := Start(filepath.Join(assets, "kube-controller-manager"),
 		"--kubeconfig="+kubeconfig,
-		"--controllers=cronjob,job",
+		"--controllers=cronjob,job,garbagecollector",
 		"--leader-elect=false",
 		"--use-service-account-credentials=false",
 		"--bind-address=127.0.0.1", "--secure-port="+port,

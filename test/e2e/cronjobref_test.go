@@ -7,6 +7,8 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
@@ -110,4 +112,51 @@ func TestCronJobRef(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(healthyMessage(g, m)).To(MatchRegexp(`^run "run-3" started \d+s ago is still open \(maxRunDuration 3s\): container backup ImagePullBackOff$`))
 	}).Should(Succeed())
+}
+
+// One annotation on an existing CronJob watches it: pushmon creates a
+// PushMonitor that follows it, owned by it, and removes it when the
+// annotation goes; an existing monitor of the same name is left alone.
+func TestCronJobAnnotationOptIn(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "optin")
+	cj := cronJob(ns, "reports", "", "true", true)
+	cj.Annotations = map[string]string{"monitoring.pushmon.dev/monitor": "auto"}
+	g.Expect(k8sClient.Create(ctx, cj)).To(Succeed())
+
+	m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reports"}}
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Spec.CronJobRef).NotTo(BeNil())
+		g.Expect(got.Spec.CronJobRef.Name).To(Equal("reports"))
+		g.Expect(metav1.IsControlledBy(got, cj)).To(BeTrue())
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonCronJobSuspended)
+
+	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"monitoring.pushmon.dev/monitor":null}}}`)))).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), &monitoringv1alpha1.PushMonitor{}))
+	}).WithTimeout(20 * time.Second).Should(BeTrue())
+
+	// A monitor of that name that pushmon did not create is left alone.
+	own := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reports"},
+		Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}}}
+	g.Expect(k8sClient.Create(ctx, own)).To(Succeed())
+	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json",
+		[]byte(`{"metadata":{"annotations":{"monitoring.pushmon.dev/monitor":"auto"}}}`)))).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		var list eventsv1.EventList
+		g.Expect(k8sClient.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		found := false
+		for _, e := range list.Items {
+			found = found || e.Reason == "PushMonitorNameTaken" && e.Regarding.Name == "reports"
+		}
+		g.Expect(found).To(BeTrue())
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	got := &monitoringv1alpha1.PushMonitor{}
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(own), got)).To(Succeed())
+	g.Expect(got.Spec.CronJobRef).To(BeNil())
+	g.Expect(got.OwnerReferences).To(BeEmpty())
 }
