@@ -68,9 +68,27 @@ verify-generated: manifests generate ## Fail if generated files differ from what
 
 ##@ Build
 
+# The manager image docker-build builds and build-installer writes into dist/install.yaml.
+IMG ?= ghcr.io/pushmon/pushmon:latest
+CONTAINER_TOOL ?= docker
+
 .PHONY: build
-build: ## Build the manager binary into bin/manager.
-	go build -o $(LOCALBIN)/manager ./cmd
+build: ## Build the manager binary into bin/manager (static; the Dockerfile runs the same go build).
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/manager ./cmd
+
+.PHONY: docker-build
+docker-build: ## Build the manager image $(IMG) from the Dockerfile (needs a running Docker engine).
+	@command -v $(CONTAINER_TOOL) >/dev/null || { echo "docker-build: '$(CONTAINER_TOOL)' not found; install Docker or set CONTAINER_TOOL (e.g. podman)" >&2; exit 1; }
+	@$(CONTAINER_TOOL) info >/dev/null 2>&1 || { echo "docker-build: '$(CONTAINER_TOOL)' cannot reach its engine ('$(CONTAINER_TOOL) info' fails); start it and retry" >&2; exit 1; }
+	$(CONTAINER_TOOL) build -t $(IMG) .
+
+.PHONY: build-installer
+build-installer: manifests controlplane ## Render config/default with image $(IMG) into one file, dist/install.yaml.
+	@mkdir -p dist
+	$(CONTROLPLANE_DIR)/kubectl kustomize config/default | sed 's|image: ghcr.io/pushmon/pushmon:latest$$|image: $(IMG)|' > dist/install.yaml.tmp
+	@grep -qF 'image: $(IMG)' dist/install.yaml.tmp || { echo "build-installer: image $(IMG) not set in the manifests" >&2; exit 1; }
+	@mv dist/install.yaml.tmp dist/install.yaml
+	@echo "wrote dist/install.yaml (image $(IMG))"
 
 .PHONY: demo
 demo: controlplane ## Run pushmon on a local control plane (no cluster) and walk a monitor through its states.
