@@ -51,6 +51,9 @@ type PushMonitorReconciler struct {
 	Now func() time.Time
 	// MaxConcurrentReconciles defaults to 1.
 	MaxConcurrentReconciles int
+	// TokenOverlap is how long the previous token keeps working after a
+	// rotation (see secret.go); 0 ends it at once.
+	TokenOverlap time.Duration
 
 	// watchStarts holds, per monitor, when this process began watching it (or
 	// last saw it resumed): the anchor that keeps a restart or failover from
@@ -284,6 +287,8 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 	case tokenMoved:
 		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
 			"push token moved from Secret %s into Secret %s", orig.Status.SecretName, m.Status.SecretName)
+	case tokenRotated:
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken, "%s", r.rotatedNote(m))
 	}
 	if sameHealth(orig, h) {
 		return

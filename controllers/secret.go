@@ -33,6 +33,7 @@ const (
 	tokenUnchanged tokenChange = iota
 	tokenIssued
 	tokenMoved
+	tokenRotated
 )
 
 // reconcileSecret makes sure the monitor's token lives in the Secret its spec
@@ -68,6 +69,22 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 
 	s = corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: m.Namespace, Name: name}, Type: corev1.SecretTypeOpaque}
 	r.fillSecret(m, &s, tok)
+	if old != nil {
+		// The token moves with its history: when it was issued, the
+		// previous token still in its overlap, the rotation last acted on.
+		for _, k := range []string{token.AnnotationTokenIssued, token.AnnotationRotatedFor,
+			token.AnnotationPreviousDigest, token.AnnotationPreviousExpires} {
+			if v, ok := old.Annotations[k]; ok {
+				setAnnotation(&s, k, v)
+			}
+		}
+	} else {
+		setAnnotation(&s, token.AnnotationTokenIssued, r.now().UTC().Format(time.RFC3339))
+		// A fresh token answers any rotation asked for so far.
+		if req := m.Annotations[token.AnnotationRotateToken]; req != "" {
+			setAnnotation(&s, token.AnnotationRotatedFor, req)
+		}
+	}
 	if err := controllerutil.SetControllerReference(m, &s, r.Scheme()); err != nil {
 		return tokenUnchanged, err
 	}
@@ -85,6 +102,7 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		}
 		return tokenUnchanged, nil
 	}
+	m.Status.TokenIssuedTime = issuedTime(&s)
 	if old != nil {
 		if err := r.Delete(ctx, old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
 			return change, fmt.Errorf("deleting previous Secret %q: %w", old.Name, err)
@@ -117,26 +135,100 @@ func (r *PushMonitorReconciler) tokenToMove(ctx context.Context, m *monitoringv1
 }
 
 // refreshSecret brings an existing Secret of this monitor up to date: labels,
-// url and interval; a missing or malformed token is issued anew.
+// url and interval; a missing or malformed token is issued anew, and a new
+// value of the rotate-token annotation rotates the token (rotateToken).
 func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoringv1alpha1.PushMonitor, s *corev1.Secret) (tokenChange, error) {
 	change := tokenUnchanged
+	want := s.DeepCopy()
+	now := r.now().UTC()
 	tok := string(s.Data[token.SecretKeyToken])
-	if !token.WellFormed(tok) {
+	req := m.Annotations[token.AnnotationRotateToken]
+	switch {
+	case !token.WellFormed(tok):
 		var err error
 		if tok, err = token.New(); err != nil {
 			return tokenUnchanged, err
 		}
 		change = tokenIssued
+		// Whatever was there is no token anyone holds: nothing overlaps.
+		delete(want.Annotations, token.AnnotationPreviousDigest)
+		delete(want.Annotations, token.AnnotationPreviousExpires)
+		setAnnotation(want, token.AnnotationTokenIssued, now.Format(time.RFC3339))
+	case req != "" && req != s.Annotations[token.AnnotationRotatedFor]:
+		var err error
+		if tok, err = r.rotateToken(want, tok, now); err != nil {
+			return tokenUnchanged, err
+		}
+		change = tokenRotated
 	}
-	want := s.DeepCopy()
+	if req != "" {
+		setAnnotation(want, token.AnnotationRotatedFor, req)
+	}
+	if at, ok := token.PreviousExpiry(want); ok && !now.Before(at) {
+		// Lookups already refuse it; this only tidies the Secret up.
+		delete(want.Annotations, token.AnnotationPreviousDigest)
+		delete(want.Annotations, token.AnnotationPreviousExpires)
+	}
 	r.fillSecret(m, want, tok)
-	if maps.EqualFunc(want.Data, s.Data, bytesEqual) && maps.Equal(want.Labels, s.Labels) {
+	if maps.EqualFunc(want.Data, s.Data, bytesEqual) && maps.Equal(want.Labels, s.Labels) && maps.Equal(want.Annotations, s.Annotations) {
+		m.Status.TokenIssuedTime = issuedTime(s)
 		return change, nil
 	}
 	if err := r.Patch(ctx, want, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
 		return tokenUnchanged, fmt.Errorf("updating Secret %q: %w", s.Name, err)
 	}
+	m.Status.TokenIssuedTime = issuedTime(want)
 	return change, nil
+}
+
+// rotateToken puts a new token into s (a copy being prepared) and keeps the
+// digest of the current one valid for TokenOverlap, so that clients still
+// holding the old URL keep working until they pick up the new one. Only one
+// previous token is kept: rotating again during an overlap ends the older
+// one at once.
+func (r *PushMonitorReconciler) rotateToken(s *corev1.Secret, current string, now time.Time) (string, error) {
+	tok, err := token.New()
+	if err != nil {
+		return "", err
+	}
+	if r.TokenOverlap > 0 {
+		setAnnotation(s, token.AnnotationPreviousDigest, token.Digest(current))
+		setAnnotation(s, token.AnnotationPreviousExpires, now.Add(r.TokenOverlap).Format(time.RFC3339))
+	} else {
+		delete(s.Annotations, token.AnnotationPreviousDigest)
+		delete(s.Annotations, token.AnnotationPreviousExpires)
+	}
+	setAnnotation(s, token.AnnotationTokenIssued, now.Format(time.RFC3339))
+	return tok, nil
+}
+
+// rotatedNote is the TokenIssued event's note after a rotation; it never
+// carries the token or its digest.
+func (r *PushMonitorReconciler) rotatedNote(m *monitoringv1alpha1.PushMonitor) string {
+	note := fmt.Sprintf("push token rotated in Secret %s (annotation %s); clients need the new URL", m.Status.SecretName, token.AnnotationRotateToken)
+	if r.TokenOverlap > 0 && m.Status.TokenIssuedTime != nil {
+		return note + "; the previous token keeps working until " + m.Status.TokenIssuedTime.Add(r.TokenOverlap).UTC().Format(time.RFC3339)
+	}
+	return note + "; the previous token no longer works"
+}
+
+// issuedTime is when s's token was issued: its annotation, or, for Secrets
+// issued before pushmon recorded it, the Secret's creation.
+func issuedTime(s *corev1.Secret) *metav1.Time {
+	if at, err := time.Parse(time.RFC3339, s.Annotations[token.AnnotationTokenIssued]); err == nil {
+		return &metav1.Time{Time: at}
+	}
+	if s.CreationTimestamp.IsZero() {
+		return nil
+	}
+	return s.CreationTimestamp.DeepCopy()
+}
+
+func setAnnotation(s *corev1.Secret, k, v string) {
+	if s.Annotations == nil {
+		s.Annotations = map[string]string{}
+	}
+	s.Annotations[k] = v
 }
 
 // fillSecret sets the labels and data of a monitor's Secret.
@@ -165,3 +257,9 @@ func isSecretConflict(err error) bool {
 	var c *errSecretConflict
 	return errors.As(err, &c)
 }
+
+// DefaultTokenOverlap is how long a rotated-out token keeps working by
+// default: a day, so that a daily CronJob started before the rotation, or a
+// client whose owner rotates in the morning and redeploys by evening, does
+// not fail.
+const DefaultTokenOverlap = 24 * time.Hour

@@ -37,6 +37,12 @@ type Config struct {
 	HeartbeatWindow time.Duration
 	// Now is the reconciler's clock (tests); time.Now when nil.
 	Now func() time.Time
+	// TokenOverlap is how long a rotated-out token keeps working.
+	TokenOverlap time.Duration
+	// PushLimits are the push endpoint's rate limits; zero: none.
+	PushLimits push.Limits
+	// PushMaxConns caps the push endpoint's concurrent connections; 0: none.
+	PushMaxConns int
 	// Webhooks registers the webhooks on the manager's webhook server (which
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
@@ -45,12 +51,23 @@ type Config struct {
 
 // CacheOptions restricts the manager's Secret cache to the Secrets pushmon
 // labeled, so pushmon never holds other Secrets of the cluster in memory.
-func CacheOptions() cache.Options {
-	return cache.Options{
+// With namespaces, every namespaced object the manager caches (PushMonitors,
+// Secrets) is watched in those namespaces only, so that the manager needs
+// no more than a RoleBinding in each (docs/security.md); without, it watches
+// the whole cluster.
+func CacheOptions(namespaces ...string) cache.Options {
+	o := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
 		},
 	}
+	if len(namespaces) > 0 {
+		o.DefaultNamespaces = make(map[string]cache.Config, len(namespaces))
+		for _, ns := range namespaces {
+			o.DefaultNamespaces[ns] = cache.Config{}
+		}
+	}
+	return o
 }
 
 // Setup adds pushmon to mgr and returns the push server (whose Addr tells
@@ -66,6 +83,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 		PushBaseURL:             cfg.PushBaseURL,
 		Now:                     cfg.Now,
 		MaxConcurrentReconciles: cfg.Concurrency,
+		TokenOverlap:            cfg.TokenOverlap,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
@@ -78,7 +96,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 	if err := mgr.Add(coalescer); err != nil {
 		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
 	}
-	srv := push.New(push.Options{Addr: cfg.PushAddr},
+	srv := push.New(push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns},
 		&token.Index{Reader: mgr.GetCache()},
 		coalescer,
 		mgr.GetLogger().WithName("push"))

@@ -2,8 +2,10 @@ package token
 
 import (
 	"context"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -29,18 +31,54 @@ func SetupIndex(ctx context.Context, indexer client.FieldIndexer) error {
 		if !ok || s.Labels[LabelManagedBy] != LabelManagedByValue {
 			return nil
 		}
-		tok, ok := s.Data[SecretKeyToken]
-		if !ok || len(tok) == 0 {
-			return nil
+		var keys []string
+		if tok := s.Data[SecretKeyToken]; len(tok) > 0 {
+			keys = append(keys, Digest(string(tok)))
 		}
-		return []string{Digest(string(tok))}
+		// The previous token after a rotation is indexed until the Secret
+		// drops it; Lookup checks its expiry, since an index cannot.
+		if prev := s.Annotations[AnnotationPreviousDigest]; wellFormedDigest(prev) && len(keys) > 0 && prev != keys[0] {
+			keys = append(keys, prev)
+		}
+		return keys
 	})
+}
+
+// PreviousExpiry is when the previous token recorded in s stops working,
+// and whether s records one at all (a malformed expiry counts as expired).
+func PreviousExpiry(s *corev1.Secret) (time.Time, bool) {
+	if !wellFormedDigest(s.Annotations[AnnotationPreviousDigest]) {
+		return time.Time{}, false
+	}
+	at, err := time.Parse(time.RFC3339, s.Annotations[AnnotationPreviousExpires])
+	if err != nil {
+		return time.Time{}, true
+	}
+	return at, true
+}
+
+// holds reports whether s holds the token whose digest is d: as its current
+// token, or as the previous one until that expires. Digests, not tokens, are
+// compared, and in constant time, so that timing tells nothing about how
+// much of a digest matched (it could not tell about the token anyway).
+func holds(s *corev1.Secret, d string, now time.Time) bool {
+	if tok := s.Data[SecretKeyToken]; len(tok) > 0 &&
+		subtle.ConstantTimeCompare([]byte(Digest(string(tok))), []byte(d)) == 1 {
+		return true
+	}
+	if subtle.ConstantTimeCompare([]byte(s.Annotations[AnnotationPreviousDigest]), []byte(d)) != 1 {
+		return false
+	}
+	at, ok := PreviousExpiry(s)
+	return ok && now.Before(at)
 }
 
 // Index finds the monitor a token belongs to, from the manager's cache.
 type Index struct {
 	// Reader must be the manager's cache (it serves DigestField).
 	Reader client.Reader
+	// Now is the clock previous tokens expire by; time.Now when nil.
+	Now func() time.Time
 }
 
 // Lookup returns the monitor whose Secret holds tok, or ErrUnknown. The
@@ -49,9 +87,14 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	if !WellFormed(tok) {
 		return nil, ErrUnknown
 	}
+	d := Digest(tok)
+	now := time.Now()
+	if i.Now != nil {
+		now = i.Now()
+	}
 	var secrets corev1.SecretList
 	if err := i.Reader.List(ctx, &secrets,
-		client.MatchingFields{DigestField: Digest(tok)},
+		client.MatchingFields{DigestField: d},
 		client.UnsafeDisableDeepCopy,
 	); err != nil {
 		return nil, fmt.Errorf("listing token secrets: %w", err)
@@ -63,6 +106,11 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	var owner types.UID
 	for n := range secrets.Items {
 		s := &secrets.Items[n]
+		if !holds(s, d, now) {
+			// A previous token past its expiry (still indexed until the
+			// reconciler drops it): as if the Secret did not hold it.
+			continue
+		}
 		ref := monitorOwner(s)
 		if ref == nil {
 			return nil, ErrUnknown

@@ -4,7 +4,9 @@
 // (43 characters, [A-Za-z0-9_-]). The push endpoint never compares tokens: it
 // looks them up by their SHA-256 digest in an index of the Secrets pushmon
 // labeled, so lookups cost the same whatever the token, and the digest is the
-// only form of the token held anywhere but in the Secret.
+// only form of the token held anywhere but in the Secret. The one comparison
+// left (of digests, to tell the current token from the previous one after a
+// rotation) is constant-time.
 package token
 
 import (
@@ -31,6 +33,26 @@ const (
 	LabelManagedBy      = "app.kubernetes.io/managed-by"
 	LabelManagedByValue = "pushmon"
 	LabelMonitor        = "monitoring.pushmon.dev/monitor"
+)
+
+// Annotations of token rotation. The monitor carries AnnotationRotateToken
+// (set by the user); the Secret records what pushmon did about it, so that
+// the monitor's status never needs to carry anything about the token.
+const (
+	// AnnotationRotateToken on a PushMonitor asks for a new token whenever
+	// its value differs from the one last acted on.
+	AnnotationRotateToken = "monitoring.pushmon.dev/rotate-token"
+	// AnnotationRotatedFor on the Secret is the rotate-token value last
+	// acted on.
+	AnnotationRotatedFor = "monitoring.pushmon.dev/rotated-for"
+	// AnnotationTokenIssued on the Secret is when its token was issued
+	// (RFC 3339), mirrored into status.tokenIssuedTime.
+	AnnotationTokenIssued = "monitoring.pushmon.dev/token-issued"
+	// AnnotationPreviousDigest on the Secret is the SHA-256 digest (never
+	// the token) of the token replaced by the last rotation, valid until
+	// AnnotationPreviousExpires (RFC 3339).
+	AnnotationPreviousDigest  = "monitoring.pushmon.dev/previous-token-sha256"
+	AnnotationPreviousExpires = "monitoring.pushmon.dev/previous-token-expires"
 )
 
 // PushPathPrefix is the path under which the push endpoint serves tokens.
@@ -60,6 +82,21 @@ func WellFormed(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// wellFormedDigest reports whether s looks like a Digest, so that a
+// hand-edited annotation cannot put arbitrary strings into the index.
+func wellFormedDigest(s string) bool {
+	if len(s) != 2*sha256.Size {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
 			return false
 		}
 	}
