@@ -4,10 +4,13 @@ package main
 
 import (
 	"crypto/tls"
+	"errors"
 	"flag"
 	"fmt"
+	"net/netip"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
@@ -21,8 +24,10 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
+	"github.com/pushmon/pushmon/internal/push"
 )
 
 // defaultPushBaseURL is the in-cluster address of the push Service.
@@ -53,6 +58,10 @@ func run() error {
 		leaderElectNamespace, pprofAddr               string
 		webhookCertPath, webhookCertName, webhookKey  string
 		webhookPort                                   int
+		tokenOverlap                                  time.Duration
+		limits                                        push.Limits
+		maxConns                                      int
+		trustedProxies, watchNamespaces               string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
@@ -75,12 +84,34 @@ func run() error {
 	flag.StringVar(&webhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
 	flag.StringVar(&webhookKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
 	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the webhook server listens on (all interfaces).")
+	flag.DurationVar(&tokenOverlap, "token-rotation-overlap", controllers.DefaultTokenOverlap,
+		"After a token rotation (annotation monitoring.pushmon.dev/rotate-token), how long the previous token keeps working; 0 ends it at once.")
+	flag.Float64Var(&limits.TokenRate, "push-token-rate", push.DefaultTokenRate, "Requests per second allowed per push token (token bucket); 0 disables the limit.")
+	flag.IntVar(&limits.TokenBurst, "push-token-burst", push.DefaultTokenBurst, "Burst of requests allowed per push token.")
+	flag.Float64Var(&limits.IPRate, "push-ip-rate", push.DefaultIPRate, "Requests per second allowed per client address (token bucket); 0 disables the limit.")
+	flag.IntVar(&limits.IPBurst, "push-ip-burst", push.DefaultIPBurst, "Burst of requests allowed per client address.")
+	flag.IntVar(&maxConns, "push-max-connections", push.DefaultMaxConns, "Cap on concurrent connections to the push endpoint; 0 disables the cap.")
+	flag.StringVar(&limits.ClientIPHeader, "push-client-ip-header", "",
+		"Header a trusted reverse proxy sets to the client's address (e.g. X-Forwarded-For); empty: the connection's peer is the client.")
+	flag.StringVar(&trustedProxies, "push-trusted-proxies", "",
+		"Comma-separated CIDRs of the proxies whose --push-client-ip-header is believed; empty: every peer's (then only the proxy may reach the endpoint).")
+	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces whose PushMonitors and Secrets pushmon watches; empty: all namespaces.")
 	zapOpts := zap.Options{Development: false}
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
+
+	var err error
+	if limits.TrustedProxies, err = parsePrefixes(trustedProxies); err != nil {
+		return fmt.Errorf("--push-trusted-proxies: %w", err)
+	}
+	if err := checkLimits(limits, maxConns, tokenOverlap); err != nil {
+		return err
+	}
+	namespaces := splitList(watchNamespaces)
 
 	var tlsOpts []func(*tls.Config)
 	if !enableHTTP2 {
@@ -115,7 +146,7 @@ func run() error {
 		LeaseDuration:                 &leaseDuration,
 		RenewDeadline:                 &renewDeadline,
 		RetryPeriod:                   &retryPeriod,
-		Cache:                         operator.CacheOptions(),
+		Cache:                         operator.CacheOptions(namespaces...),
 		WebhookServer:                 webhook.NewServer(hookOpts),
 	})
 	if err != nil {
@@ -124,15 +155,65 @@ func run() error {
 	ctx := ctrl.SetupSignalHandler()
 	if _, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
-		Webhooks: webhooks,
+		Webhooks: webhooks, TokenOverlap: tokenOverlap, PushLimits: limits, PushMaxConns: maxConns,
 	}); err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect, "webhooks", webhooks)
+	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect, "webhooks", webhooks,
+		"watchNamespaces", namespaces)
 	return mgr.Start(ctx)
+}
+
+// splitList splits a comma-separated flag, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		if f = strings.TrimSpace(f); f != "" {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// parsePrefixes reads comma-separated CIDRs; a bare address is a /32 or /128.
+func parsePrefixes(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range splitList(s) {
+		if !strings.Contains(f, "/") {
+			ip, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, netip.PrefixFrom(ip.Unmap(), ip.Unmap().BitLen()))
+			continue
+		}
+		p, err := netip.ParsePrefix(f)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p.Masked())
+	}
+	return out, nil
+}
+
+// checkLimits refuses values that would silently mean something else.
+func checkLimits(l push.Limits, maxConns int, overlap time.Duration) error {
+	switch {
+	case l.TokenRate < 0 || l.IPRate < 0:
+		return errors.New("--push-token-rate and --push-ip-rate must be >= 0")
+	case l.TokenRate > 0 && l.TokenBurst < 1, l.IPRate > 0 && l.IPBurst < 1:
+		return errors.New("--push-token-burst and --push-ip-burst must be >= 1 when their rate is set")
+	case maxConns < 0:
+		return errors.New("--push-max-connections must be >= 0")
+	case overlap < 0:
+		return errors.New("--token-rotation-overlap must be >= 0")
+	case len(l.TrustedProxies) > 0 && l.ClientIPHeader == "":
+		return errors.New("--push-trusted-proxies needs --push-client-ip-header")
+	}
+	return nil
 }
 
 // webhooksEnabled follows kubebuilder's convention: webhooks are served

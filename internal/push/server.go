@@ -4,6 +4,11 @@
 // up, and the heartbeat is handed to a Recorder, which writes it through the
 // API. The answer is 200 only once that write succeeded. Every replica of the
 // manager serves this endpoint; none of it needs leadership.
+//
+// The endpoint faces untrusted networks: every route sits behind the rate
+// limits of limit.go, the listener caps concurrent connections, and the
+// server bounds header size, body size and every phase of a request in time
+// (docs/security.md).
 package push
 
 import (
@@ -12,17 +17,22 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log"
 	"math"
+	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
+	"unicode"
 	"unicode/utf8"
 
 	"github.com/go-logr/logr"
+	"golang.org/x/net/netutil"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -36,6 +46,9 @@ const (
 	DefaultMaxBodyBytes    = 16 << 10
 	DefaultMaxMessageBytes = 1024
 	DefaultShutdownTimeout = 10 * time.Second
+	// MaxHeaderBytes caps request headers (the request line included, so
+	// a URL too); larger ones get net/http's 431.
+	MaxHeaderBytes = 16 << 10
 )
 
 // recordTimeout bounds how long a push waits for its heartbeat to be
@@ -63,6 +76,10 @@ type Options struct {
 	MaxMessageBytes int
 	// ShutdownTimeout bounds how long in-flight requests may finish.
 	ShutdownTimeout time.Duration
+	// Limits are the per-token and per-address rate limits; zero: none.
+	Limits Limits
+	// MaxConns caps concurrent connections; 0: no cap.
+	MaxConns int
 }
 
 // Server is the push endpoint. It implements manager.Runnable and
@@ -76,6 +93,7 @@ type Server struct {
 
 	mu       sync.Mutex
 	listener net.Addr
+	limiter  *limiter
 }
 
 // New returns a push Server.
@@ -95,8 +113,18 @@ func New(opts Options, monitors MonitorLookup, recorder Recorder, log logr.Logge
 // NeedLeaderElection is false: every replica serves pushes.
 func (s *Server) NeedLeaderElection() bool { return false }
 
-// Handler is the HTTP handler of the push endpoint.
+// Handler is the HTTP handler of the push endpoint: every route behind the
+// rate limits. All handlers it returns share one set of buckets.
 func (s *Server) Handler() http.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.limiter == nil {
+		s.limiter = newLimiter(s.opts.Limits, s.routes(), func() time.Time { return s.now() })
+	}
+	return s.limiter
+}
+
+func (s *Server) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc(token.PushPathPrefix+"{token}", s.servePush)
 	mux.HandleFunc(PingPathPrefix+"{token}", s.servePing)
@@ -117,14 +145,24 @@ func (s *Server) Start(ctx context.Context) error {
 	s.listener = ln.Addr()
 	s.mu.Unlock()
 
+	if s.opts.MaxConns > 0 {
+		// Over the cap, connections wait in the kernel's backlog instead of
+		// costing goroutines and memory here.
+		ln = netutil.LimitListener(ln, s.opts.MaxConns)
+	}
 	srv := &http.Server{
 		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       15 * time.Second,
-		WriteTimeout:      15 * time.Second,
-		IdleTimeout:       90 * time.Second,
-		MaxHeaderBytes:    16 << 10,
-		ErrorLog:          nil,
+		// Above recordTimeout, so that a 503 still reaches the client.
+		WriteTimeout: 15 * time.Second,
+		// Short, so that idle keep-alive connections do not hold slots of
+		// the connection cap for long.
+		IdleTimeout:    30 * time.Second,
+		MaxHeaderBytes: MaxHeaderBytes,
+		// net/http's own messages (TLS junk, bad requests) carry no token
+		// but are noise from untrusted peers: dropped.
+		ErrorLog: log.New(io.Discard, "", 0),
 	}
 	s.log.Info("serving push endpoint", "address", ln.Addr().String())
 
@@ -176,8 +214,14 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 		w.Header().Set("Allow", "GET, POST")
 		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST or GET")
 	}
-	if code := s.drainBody(w, r); code != 0 {
+	n, code := s.drainBody(w, r)
+	if code != 0 {
 		return code
+	}
+	if n > 0 && formBody(r) {
+		// Pushes carry their data in the query; a form body (curl -d
+		// status=down) would otherwise be answered 200 as an up push.
+		return writeJSON(w, http.StatusUnsupportedMediaType, "form bodies are not read: put status, msg and value in the query string")
 	}
 	hb, err := s.parse(r)
 	if err != nil {
@@ -191,6 +235,12 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 	if err != nil {
 		s.log.Error(err, "looking up push token")
 		return unavailable(w)
+	}
+	if allowed := m.Spec.AllowedMethods; len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
+		// Only now that the token is known valid: an unknown token is 404
+		// whatever the method, so 405 cannot be used to probe for tokens.
+		w.Header().Set("Allow", allowHeader(allowed))
+		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed for this monitor (spec.allowedMethods)")
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 	defer cancel()
@@ -206,22 +256,40 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 	return writeJSON(w, http.StatusOK, "")
 }
 
-// drainBody reads and discards the body (pushes carry their data in the
-// query). It returns 0 when the body was fine, else the code it answered
-// (413 when the body exceeds the cap).
-func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) int {
-	if r.ContentLength > s.opts.MaxBodyBytes {
-		return writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+// allowHeader lists the monitor's methods this route serves (HEAD is a
+// ping-only method), in a stable order.
+func allowHeader(allowed []string) string {
+	var out []string
+	for _, m := range []string{http.MethodGet, http.MethodPost} {
+		if slices.Contains(allowed, m) {
+			out = append(out, m)
+		}
 	}
-	_, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
+	return strings.Join(out, ", ")
+}
+
+// formBody reports whether the body is declared as an HTML form.
+func formBody(r *http.Request) bool {
+	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
+	return err == nil && (mt == "application/x-www-form-urlencoded" || mt == "multipart/form-data")
+}
+
+// drainBody reads and discards the body (pushes carry their data in the
+// query). It returns the body's length and 0 when the body was fine, else
+// the code it answered (413 when the body exceeds the cap).
+func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) (int64, int) {
+	if r.ContentLength > s.opts.MaxBodyBytes {
+		return 0, writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+	}
+	n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
 	if errors.As(err, &tooLarge) {
-		return writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+		return n, writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
 	}
 	if err != nil {
-		return writeJSON(w, http.StatusBadRequest, "could not read request body")
+		return n, writeJSON(w, http.StatusBadRequest, "could not read request body")
 	}
-	return 0
+	return n, 0
 }
 
 // parse reads status, msg and value (or ping, Uptime Kuma's name for it).
@@ -231,6 +299,13 @@ func (s *Server) parse(r *http.Request) (heartbeat.Heartbeat, error) {
 	if err != nil {
 		return hb, errors.New("malformed query string")
 	}
+	for _, k := range []string{"status", "msg", "value", "ping"} {
+		// Which of two values counts would be a guess (proxies and
+		// frameworks disagree): refused rather than guessed.
+		if len(q[k]) > 1 {
+			return hb, fmt.Errorf("parameter %s given more than once", k)
+		}
+	}
 	switch st := strings.ToLower(q.Get("status")); st {
 	case "", "up":
 	case "down":
@@ -238,7 +313,7 @@ func (s *Server) parse(r *http.Request) (heartbeat.Heartbeat, error) {
 	default:
 		return hb, fmt.Errorf("invalid status %s: must be up or down", strconv.Quote(truncate(st, 32)))
 	}
-	hb.Message = truncate(strings.ToValidUTF8(q.Get("msg"), "\uFFFD"), s.opts.MaxMessageBytes)
+	hb.Message = CleanMessage(q.Get("msg"), s.opts.MaxMessageBytes)
 
 	raw, name := q.Get("value"), "value"
 	if raw == "" {
@@ -253,6 +328,27 @@ func (s *Server) parse(r *http.Request) (heartbeat.Heartbeat, error) {
 		hb.Value = strconv.FormatFloat(f, 'g', -1, 64)
 	}
 	return hb, nil
+}
+
+// CleanMessage makes a client's message safe to store and to show: invalid
+// UTF-8 and control characters (NUL, escape sequences that would drive the
+// terminal of whoever runs kubectl) become U+FFFD, tabs and line breaks a
+// space, and the result is cut to at most n bytes on a rune boundary.
+func CleanMessage(msg string, n int) string {
+	msg = strings.ToValidUTF8(msg, "\uFFFD")
+	clean := strings.IndexFunc(msg, unicode.IsControl) < 0
+	if !clean {
+		msg = strings.Map(func(r rune) rune {
+			switch {
+			case r == '\t' || r == '\n' || r == '\r':
+				return ' '
+			case unicode.IsControl(r):
+				return '\uFFFD'
+			}
+			return r
+		}, msg)
+	}
+	return truncate(msg, n)
 }
 
 // truncate cuts s to at most n bytes without splitting a UTF-8 sequence.
