@@ -62,6 +62,19 @@ bench: controlplane build ## Measure throughput, API writes, Down delay, scale; 
 	go test -run '^$$' -bench . -benchmem ./internal/push/
 	go run ./test/bench $(BENCH_FLAGS)
 
+# Each fuzz target and its package; go test -fuzz takes one target at a time.
+FUZZ_TARGETS ?= ./internal/push:FuzzParse ./internal/push:FuzzServePush ./internal/push:FuzzClientIP \
+	./internal/token:FuzzWellFormed ./internal/token:FuzzLookup
+FUZZTIME ?= 60s
+
+.PHONY: fuzz
+fuzz: ## Run each fuzz target for FUZZTIME (default 60s); make test runs only their seed corpora.
+	@for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "--- $$name ($$pkg) for $(FUZZTIME)"; \
+		go test -run '^$$' -fuzz "^$$name\$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail if generated files differ from what is committed.
 	@git diff --exit-code -- api config || { echo "generated files are stale: run make manifests generate"; exit 1; }
