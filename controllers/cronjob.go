@@ -8,6 +8,7 @@ import (
 
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -26,14 +27,16 @@ import (
 
 // +kubebuilder:rbac:groups=batch,resources=cronjobs;jobs,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=pods,verbs=get;list;watch
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=list
 
 const (
 	// cronJobRefIndex indexes PushMonitors by spec.cronJobRef.name.
 	cronJobRefIndex = ".spec.cronJobRef.name"
 	// jobOwnerIndex indexes Jobs by the name of the CronJob that owns them.
 	jobOwnerIndex = ".metadata.ownerReferences.cronJob"
-	// jobNameLabel is set by the Job controller on the Pods of a Job.
-	jobNameLabel = "batch.kubernetes.io/job-name"
+	// JobNameLabel is set by the Job controller on the Pods of a Job; only
+	// Pods with it are cached.
+	JobNameLabel = "batch.kubernetes.io/job-name"
 )
 
 // setupCronJobFollowing indexes and watches what following CronJobs needs.
@@ -87,7 +90,7 @@ func setupCronJobFollowing(ctx context.Context, mgr ctrl.Manager, b *ctrl.Builde
 			return nil
 		})).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			if job := o.GetLabels()[jobNameLabel]; job != "" {
+			if job := o.GetLabels()[JobNameLabel]; job != "" {
 				return jobMonitors(ctx, o.GetNamespace(), job)
 			}
 			return nil
@@ -140,8 +143,49 @@ func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitor
 		if what := r.runningProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); what != "" {
 			h.Message += ": " + what
 		}
+	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && h.Message == missedMessage(eff, nil, time.Time{}, time.Time{}, *h.Deadline):
+		// Only when the Down is declared (the message is still the plain
+		// one): the cause is read once and kept with the Down.
+		if cause := r.scheduleCause(ctx, eff, h.Deadline.Add(-eff.GracePeriodDuration())); cause != "" {
+			h.Message += "; " + cause
+		}
 	}
 	return h
+}
+
+// scheduleCause names the likely reason a CronJob made no run for the
+// scheduled time due: a Job still running under concurrencyPolicy Forbid,
+// a startingDeadlineSeconds that passed, or the CronJob controller having
+// given up after too many missed starts (its FailedNeedsStart events).
+func (r *PushMonitorReconciler) scheduleCause(ctx context.Context, m *monitoringv1alpha1.PushMonitor, due time.Time) string {
+	var cj batchv1.CronJob
+	if err := r.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: m.Spec.CronJobRef.Name}, &cj); err != nil {
+		return ""
+	}
+	if cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent && len(cj.Status.Active) > 0 {
+		// The CronJob controller's own record of the Job it waits for.
+		blocking := cj.Status.Active[0].Name
+		for _, run := range m.Status.OpenRuns {
+			if run.RunID == blocking {
+				return fmt.Sprintf("concurrencyPolicy Forbid: Job %s has been running since %s", blocking, run.StartTime.UTC().Format(time.RFC3339))
+			}
+		}
+		return "concurrencyPolicy Forbid: Job " + blocking + " is still running"
+	}
+	if r.APIReader != nil {
+		var evs eventsv1.EventList
+		if err := r.APIReader.List(ctx, &evs, client.InNamespace(m.Namespace),
+			client.MatchingFields{"regarding.name": cj.Name, "reason": "FailedNeedsStart"}); err == nil && len(evs.Items) > 0 {
+			return "the CronJob controller stopped scheduling it after too many missed start times (FailedNeedsStart events)"
+		}
+	}
+	if d := cj.Spec.StartingDeadlineSeconds; d != nil && (cj.Status.LastScheduleTime == nil || cj.Status.LastScheduleTime.Time.Before(due)) {
+		return fmt.Sprintf("startingDeadlineSeconds is %d: the run may have been skipped for starting late", *d)
+	}
+	if cj.Status.LastScheduleTime == nil || cj.Status.LastScheduleTime.Time.Before(due) {
+		return "no Job was created for it (is the CronJob controller running?)"
+	}
+	return ""
 }
 
 // finish is how a Job ended.
@@ -256,7 +300,7 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 // OOMKilled (exit 137) after 2 retries", and the exit code if one is known.
 func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (string, *int32, error) {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{jobNameLabel: j.Name}); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{JobNameLabel: j.Name}); err != nil {
 		return "", nil, err
 	}
 	what, code := podProblem(pods.Items)
@@ -305,7 +349,7 @@ func podProblem(pods []corev1.Pod) (string, *int32) {
 // runningProblem is what a Job still running is stuck on, if anything.
 func (r *PushMonitorReconciler) runningProblem(ctx context.Context, ns, job string) string {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{jobNameLabel: job}); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{JobNameLabel: job}); err != nil {
 		return ""
 	}
 	what, _ := podProblem(pods.Items)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"time"
 
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -56,9 +57,19 @@ type Config struct {
 // no more than a RoleBinding in each (docs/security.md); without, it watches
 // the whole cluster.
 func CacheOptions(namespaces ...string) cache.Options {
+	// Following CronJobs reads Jobs and their Pods: only Pods made by a Job
+	// are cached, and of CronJobs, Jobs and Pods only what is read (status,
+	// schedule), not their pod templates and specs.
+	jobPods, err := labels.Parse(controllers.JobNameLabel)
+	if err != nil {
+		panic(err) // a constant
+	}
 	o := cache.Options{
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
+			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
+			&corev1.Pod{}:      {Label: jobPods, Transform: controllers.TrimForCache},
+			&batchv1.Job{}:     {Transform: controllers.TrimForCache},
+			&batchv1.CronJob{}: {Transform: controllers.TrimForCache},
 		},
 	}
 	if len(namespaces) > 0 {
