@@ -27,6 +27,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 const namespace = "pushmon-system"
@@ -57,18 +58,12 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	root, _ = filepath.Abs(filepath.Join("..", ".."))
-	assets = os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin", "k8s")
-	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			fmt.Fprintf(os.Stderr, "control plane binary %s missing in %s: run `make controlplane` (or `make test`)\n", b, assets)
-			return 1
-		}
+	var err error
+	if assets, err = testutil.Assets(root, "etcd", "kube-apiserver", "kubectl"); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	kubectl = filepath.Join(assets, "kubectl")
-	var err error
 	if workDir, err = os.MkdirTemp("", "pushmon-deploy-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -86,15 +81,7 @@ func run(m *testing.M) int {
 
 	// The RBAC test's manager builds while the control plane starts.
 	managerBin = filepath.Join(workDir, "manager")
-	go func() {
-		build := exec.Command("go", "build", "-o", managerBin, "./cmd")
-		build.Dir = root
-		out, err := build.CombinedOutput()
-		if err != nil {
-			err = fmt.Errorf("building the manager: %v\n%s", err, out)
-		}
-		managerBuilt <- err
-	}()
+	go func() { managerBuilt <- testutil.BuildManager(root, managerBin) }()
 
 	// No CRDs from envtest: the test installs the rendered CRD itself.
 	testEnv = &envtest.Environment{BinaryAssetsDirectory: assets}
@@ -109,12 +96,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	admin, err := testEnv.ControlPlane.AddUser(envtest.User{Name: "deploy-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	b, err := admin.KubeConfig()
+	b, err := testutil.AdminKubeconfig(testEnv, "deploy-admin")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1

@@ -51,18 +51,12 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	root, _ = filepath.Abs(filepath.Join("..", ".."))
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin", "k8s")
-	}
-	for _, b := range []string{"etcd", "kube-apiserver", "kube-controller-manager", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); err != nil {
-			fmt.Fprintf(os.Stderr, "control plane binary %s missing in %s: run `make controlplane` (or `make test`)\n", b, assets)
-			return 1
-		}
+	assets, err := testutil.Assets(root, "etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
 	kubectl = filepath.Join(assets, "kubectl")
-	var err error
 	if workDir, err = os.MkdirTemp("", "pushmon-e2e-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -70,10 +64,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(workDir)
 
 	managerBin = filepath.Join(workDir, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, "./cmd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the manager: %v\n%s", err, out)
+	if err := testutil.BuildManager(root, managerBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	// The webhook configuration as config/webhook renders it (with its
@@ -163,11 +155,7 @@ func freeAddr() string {
 // writeKubeconfig writes an admin kubeconfig for kubectl, the
 // kube-controller-manager and pushmon.
 func writeKubeconfig() (string, error) {
-	user, err := testEnv.ControlPlane.AddUser(envtest.User{Name: "e2e-admin", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		return "", err
-	}
-	b, err := user.KubeConfig()
+	b, err := testutil.AdminKubeconfig(testEnv, "e2e-admin")
 	if err != nil {
 		return "", err
 	}

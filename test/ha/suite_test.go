@@ -49,11 +49,11 @@ func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	if assets == "" {
-		assets = filepath.Join(root, "bin", "k8s")
+	assets, err := testutil.Assets(root, "etcd", "kube-apiserver")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
 	}
-	var err error
 	if workDir, err = os.MkdirTemp("", "pushmon-ha-"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -61,10 +61,8 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(workDir)
 
 	managerBin = filepath.Join(workDir, "manager")
-	build := exec.Command("go", "build", "-o", managerBin, "./cmd")
-	build.Dir = root
-	if out, err := build.CombinedOutput(); err != nil {
-		fmt.Fprintf(os.Stderr, "building the manager: %v\n%s", err, out)
+	if err := testutil.BuildManager(root, managerBin); err != nil {
+		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 
@@ -83,12 +81,7 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	user, err := testEnv.ControlPlane.AddUser(envtest.User{Name: "pushmon", Groups: []string{"system:masters"}}, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if kubeconfig, err = user.KubeConfig(); err != nil {
+	if kubeconfig, err = testutil.AdminKubeconfig(testEnv, "pushmon"); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
