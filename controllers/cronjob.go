@@ -313,9 +313,13 @@ func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (s
 			msg += " (" + c.Message + ")"
 		}
 	}
-	if retries := j.Status.Failed - 1; retries > 0 {
+	switch retries := j.Status.Failed - 1; {
+	case retries == 1:
+		msg += " after 1 retry"
+	case retries > 1:
 		msg += fmt.Sprintf(" after %d retries", retries)
-	} else if c := jobCondition(j, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded && what != "" {
+	}
+	if c := jobCondition(j, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded && what != "" {
 		msg += " (" + c.Reason + ")"
 	}
 	return msg, code, nil

@@ -12,6 +12,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -195,4 +196,50 @@ func TestCronJobForbidStuckIsScheduleMissed(t *testing.T) {
 		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonScheduleMissed))
 		g.Expect(c.Message).To(MatchRegexp(`; concurrencyPolicy Forbid: Job sync-\d+ has been running since \S+Z$`))
 	}).WithTimeout(150 * time.Second).WithPolling(time.Second).Should(Succeed())
+}
+
+// A Job that uses up its backoffLimit: the message counts the retries; and
+// deleting an opted-in CronJob deletes its monitor (garbage collector).
+func TestCronJobBackoffLimitAndDeletion(t *testing.T) {
+	t.Parallel()
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t, "backoff")
+	cj := cronJob(ns, "import", "", "true", true)
+	cj.Spec.JobTemplate.Spec.BackoffLimit = ptr.To[int32](1)
+	cj.Spec.JobTemplate.Spec.Template.Annotations = nil
+	cj.Annotations = map[string]string{"monitoring.pushmon.dev/monitor": "auto"}
+	g.Expect(k8sClient.Create(ctx, cj)).To(Succeed())
+	m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "import"}}
+	g.Eventually(func(g Gomega) { getMonitor(g, m) }).WithTimeout(20 * time.Second).Should(Succeed())
+
+	out, err := runKubectl(ctx, "-n", ns, "create", "job", "import-now", "--from=cronjob/import")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	failed := corev1.ContainerState{Terminated: &corev1.ContainerStateTerminated{ExitCode: 1, Reason: "Error", FinishedAt: metav1.Now()}}
+	first := podOf(t, ns, "import-now", 30*time.Second)
+	setPodStatus(t, first, corev1.PodFailed, failed)
+	// The Job controller retries (after its back-off) with a second pod.
+	var second corev1.Pod
+	g.Eventually(func(g Gomega) {
+		var pods corev1.PodList
+		g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{"batch.kubernetes.io/job-name": "import-now"})).To(Succeed())
+		g.Expect(pods.Items).To(HaveLen(2))
+		for _, p := range pods.Items {
+			if p.Name != first.Name {
+				second = p
+			}
+		}
+	}).WithTimeout(60 * time.Second).WithPolling(500 * time.Millisecond).Should(Succeed())
+	setPodStatus(t, &second, corev1.PodFailed, failed)
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateSuspended), "the CronJob is suspended")
+		g.Expect(got.Status.LastRunJob).To(Equal("import-now"))
+		g.Expect(got.Status.LastMessage).To(Equal("job import-now failed: container backup Error (exit 1) after 1 retry"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	g.Expect(k8sClient.Delete(ctx, cj, client.PropagationPolicy(metav1.DeletePropagationBackground))).To(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), &monitoringv1alpha1.PushMonitor{}))
+	}).WithTimeout(60 * time.Second).Should(BeTrue())
 }
