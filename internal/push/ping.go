@@ -109,7 +109,7 @@ func (s *Server) parsePing(w http.ResponseWriter, r *http.Request) (heartbeat.He
 		}
 	}
 	if withBody {
-		hb.Message = truncate(strings.ToValidUTF8(strings.TrimSpace(string(body)), "\uFFFD"), s.opts.MaxMessageBytes)
+		hb.Message = CleanMessage(strings.TrimSpace(string(body)), s.opts.MaxMessageBytes)
 	}
 	if rid := r.URL.Query().Get("rid"); rid != "" {
 		if !ridPattern.MatchString(rid) {
