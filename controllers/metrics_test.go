@@ -83,7 +83,7 @@ func value(mfs map[string]*dto.MetricFamily, name string, want map[string]string
 func monitorSeries(mfs map[string]*dto.MetricFamily, m *monitoringv1alpha1.PushMonitor) int {
 	n := 0
 	for _, name := range []string{metrics.MonitorUpName, metrics.MonitorStateName, metrics.MonitorLastHeartbeatName,
-		metrics.MonitorDeadlineName, metrics.MonitorTransitionsName} {
+		metrics.MonitorDeadlineName, metrics.MonitorLastValueName, metrics.MonitorTransitionsName} {
 		for _, s := range mfs[name].GetMetric() {
 			var ns, nm string
 			for _, l := range s.GetLabel() {
@@ -140,7 +140,7 @@ func expectMonitorMetrics(t *testing.T, m *monitoringv1alpha1.PushMonitor, state
 			}
 		}
 		g.Expect(value(mfs, metrics.MonitorTransitionsName, map[string]string{
-			"namespace": m.Namespace, "name": m.Name, "state": string(state), "reason": reason})).To(Equal(transitions), "transitions to %s/%s", state, reason)
+			"namespace": m.Namespace, "name": m.Name, "to": string(state), "reason": reason})).To(Equal(transitions), "transitions to %s/%s", state, reason)
 		last, ok := sample(mfs, metrics.MonitorLastHeartbeatName, id)
 		if got.Status.LastHeartbeatTime == nil {
 			g.Expect(ok).To(BeFalse())
@@ -190,8 +190,12 @@ func TestMetricsLifecycle(t *testing.T) {
 	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^no heartbeat for \d+s \(timeout 2s, grace 500ms\)$`))
 
-	mustPush(t, tok, "msg=back")
+	mustPush(t, tok, "msg=back&value=42.50")
 	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 1)
+	g.Eventually(func(g Gomega) {
+		mfs, _ := scrape(g)
+		g.Expect(value(mfs, metrics.MonitorLastValueName, map[string]string{"namespace": ns, "name": "scraped"})).To(Equal(42.5))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
 	ev = expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^heartbeats arrive again after \d+s Down: back$`))
 

@@ -28,7 +28,8 @@ const (
 	MonitorStateName         = "pushmon_monitor_state"
 	MonitorLastHeartbeatName = "pushmon_monitor_last_heartbeat_timestamp_seconds"
 	MonitorDeadlineName      = "pushmon_monitor_deadline_timestamp_seconds"
-	MonitorTransitionsName   = "pushmon_monitor_transitions_total"
+	MonitorLastValueName     = "pushmon_monitor_last_value"
+	MonitorTransitionsName   = "pushmon_transitions_total"
 )
 
 // States are the values of pushmon_monitor_state's state label; each monitor
@@ -77,10 +78,14 @@ var (
 		Name: MonitorDeadlineName,
 		Help: "Unix time of status.deadline: when the PushMonitor goes Down absent a heartbeat, or the deadline it missed; absent when it has none. Reported by the leader only.",
 	}, monitorLabels)
+	monitorLastValue = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: MonitorLastValueName,
+		Help: "The value (or ping) sent with the PushMonitor's last stored heartbeat (status.lastValue); absent when it carried none. Reported by the leader only.",
+	}, monitorLabels)
 	monitorTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MonitorTransitionsName,
-		Help: "Transitions of the PushMonitor's state and Healthy reason made by this leader, by the state and reason entered.",
-	}, append(monitorLabels, "state", "reason"))
+		Help: "Transitions of the PushMonitor's state and Healthy reason made by this leader, by the state entered (to) and its reason.",
+	}, append(monitorLabels, "to", "reason"))
 )
 
 // Counters of the hot path, resolved once so that a push costs no label
@@ -95,11 +100,11 @@ var (
 func init() {
 	// Every answer the push endpoint gives, created at 0 so that rate()
 	// and absent() work before the first request of each kind.
-	for _, code := range []int{200, 400, 404, 405, 413, 503} {
+	for _, code := range []int{200, 400, 404, 405, 413, 415, 429, 503} {
 		pushByCode[code] = pushRequests.WithLabelValues(strconv.Itoa(code))
 	}
 	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, heartbeats, leader,
-		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorTransitions)
+		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions)
 }
 
 // ObservePush counts one answered push request and its duration.
@@ -158,6 +163,12 @@ func SetMonitor(namespace, name string, st *monitoringv1alpha1.PushMonitorStatus
 	} else {
 		monitorDeadline.DeleteLabelValues(namespace, name)
 	}
+	// lastValue is stored in Go's shortest float form by the push endpoint.
+	if v, err := strconv.ParseFloat(st.LastValue, 64); err == nil {
+		monitorLastValue.WithLabelValues(namespace, name).Set(v)
+	} else {
+		monitorLastValue.DeleteLabelValues(namespace, name)
+	}
 }
 
 func setTime(g *prometheus.GaugeVec, namespace, name string, t time.Time) {
@@ -186,4 +197,5 @@ func ForgetMonitors() {
 	}
 }
 
-var perMonitor = []*prometheus.MetricVec{monitorUp.MetricVec, monitorState.MetricVec, monitorLastHeartbeat.MetricVec, monitorDeadline.MetricVec, monitorTransitions.MetricVec}
+var perMonitor = []*prometheus.MetricVec{monitorUp.MetricVec, monitorState.MetricVec, monitorLastHeartbeat.MetricVec,
+	monitorDeadline.MetricVec, monitorLastValue.MetricVec, monitorTransitions.MetricVec}
