@@ -189,6 +189,13 @@ func TestMetricsLifecycle(t *testing.T) {
 	g.Expect(waitOut.String()).To(ContainSubstring("pushmonitor.monitoring.pushmon.dev/scraped condition met"))
 	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^no heartbeat for \d+s \(timeout 2s, grace 500ms\)$`))
+	// docs/alerting.md's query for the events of one reason.
+	out, err := runKubectl(t, "get", "events", "-n", ns, "--field-selector", "reason=HeartbeatMissed")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(`Warning\s+HeartbeatMissed\s+pushmonitor/scraped\s+no heartbeat for`))
+	out, err = runKubectl(t, "get", "events", "-A", "--field-selector", "reason=HeartbeatMissed")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(MatchRegexp(ns + `\s+\S+\s+Warning\s+HeartbeatMissed\s+pushmonitor/scraped`))
 
 	mustPush(t, tok, "msg=back&value=42.50")
 	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 1)
