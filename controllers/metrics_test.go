@@ -132,11 +132,11 @@ func expectMonitorMetrics(t *testing.T, m *monitoringv1alpha1.PushMonitor, state
 		}
 		for _, s := range metrics.States {
 			v, ok := sample(mfs, metrics.MonitorStateName, with("state", string(s)))
-			g.Expect(ok).To(BeTrue())
 			if s == state {
+				g.Expect(ok).To(BeTrue(), string(s))
 				g.Expect(v).To(Equal(1.0), string(s))
 			} else {
-				g.Expect(v).To(Equal(0.0), string(s))
+				g.Expect(ok).To(BeFalse(), "a series for %s while %s", s, state)
 			}
 		}
 		g.Expect(value(mfs, metrics.MonitorTransitionsName, map[string]string{

@@ -33,7 +33,7 @@ const (
 )
 
 // States are the values of pushmon_monitor_state's state label; each monitor
-// has one series per state, 1 for the current one.
+// has one series, for its current state, with the value 1.
 var States = []monitoringv1alpha1.MonitorState{
 	monitoringv1alpha1.StatePending, monitoringv1alpha1.StateUp,
 	monitoringv1alpha1.StateDown, monitoringv1alpha1.StateSuspended,
@@ -68,7 +68,7 @@ var (
 	}, monitorLabels)
 	monitorState = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MonitorStateName,
-		Help: "1 for the PushMonitor's current state (Pending, Up, Down, Suspended), 0 for the others. Reported by the leader only.",
+		Help: "1, labelled with the PushMonitor's current state (Pending, Up, Down, Suspended); one series per monitor. Reported by the leader only.",
 	}, append(monitorLabels, "state"))
 	monitorLastHeartbeat = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MonitorLastHeartbeatName,
@@ -146,12 +146,16 @@ func SetMonitor(namespace, name string, st *monitoringv1alpha1.PushMonitorStatus
 		// Neither healthy nor unhealthy: a 0 would page, a 1 would hide.
 		monitorUp.DeleteLabelValues(namespace, name)
 	}
+	// One series per monitor, for its current state: series cost memory
+	// on the leader (tens of thousands of monitors), and `== 1` or `sum by
+	// (state)` read the same.
 	for _, s := range States {
-		v := 0.0
-		if s == st.State {
-			v = 1
+		if s != st.State {
+			monitorState.DeleteLabelValues(namespace, name, string(s))
 		}
-		monitorState.WithLabelValues(namespace, name, string(s)).Set(v)
+	}
+	if st.State != "" {
+		monitorState.WithLabelValues(namespace, name, string(st.State)).Set(1)
 	}
 	if t := st.LastHeartbeatTime; t != nil {
 		setTime(monitorLastHeartbeat, namespace, name, t.Time)

@@ -65,6 +65,9 @@ func CacheOptions(namespaces ...string) cache.Options {
 		panic(err) // a constant
 	}
 	o := cache.Options{
+		// managedFields are never read, and with two writers of status per
+		// monitor they are a good part of each cached object.
+		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
 			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
 			&corev1.Pod{}:      {Label: jobPods, Transform: controllers.TrimForCache},
