@@ -204,7 +204,7 @@ func (e *entry) armLocked(c *Coalescer) {
 		at = by
 	}
 	uid := e.monitor.UID
-	e.timer = time.AfterFunc(time.Until(at), func() { c.flush(uid, e) })
+	e.timer = time.AfterFunc(time.Until(at), func() { c.flush(uid, e, false) })
 }
 
 func (c *Coalescer) windowOf(m *monitoringv1alpha1.PushMonitor) time.Duration {
@@ -233,13 +233,20 @@ func (c *Coalescer) entry(uid types.UID) (*entry, bool) {
 }
 
 // flush writes a monitor's held heartbeat, retrying while the API fails: it
-// was answered 200 and must not be lost.
-func (c *Coalescer) flush(uid types.UID, e *entry) {
+// was answered 200 and must not be lost. final (shutdown) writes it at once.
+func (c *Coalescer) flush(uid types.UID, e *entry, final bool) {
 	e.wmu.Lock()
 	defer e.wmu.Unlock()
 	e.mu.Lock()
 	e.timer = nil
 	if e.held == nil {
+		e.mu.Unlock()
+		return
+	}
+	if now := time.Now(); !final && !e.writtenAt.IsZero() && now.Sub(e.writtenAt) < e.window && now.Before(e.flushBy()) {
+		// A push was written while this timer fired: what is held now
+		// waits for the end of that write's window.
+		e.armLocked(c)
 		e.mu.Unlock()
 		return
 	}
@@ -275,7 +282,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 		}
 		e.writtenAt = time.Time{}
 		e.stopTimer()
-		e.timer = time.AfterFunc(time.Second, func() { c.flush(uid, e) })
+		e.timer = time.AfterFunc(time.Second, func() { c.flush(uid, e, false) })
 	}
 }
 
@@ -333,6 +340,6 @@ func (c *Coalescer) FlushAll() {
 		e.mu.Lock()
 		e.stopTimer()
 		e.mu.Unlock()
-		c.flush(uid, e)
+		c.flush(uid, e, true)
 	}
 }
