@@ -121,12 +121,21 @@ func (r *PushMonitorReconciler) followCronJob(ctx context.Context, m *monitoring
 	}
 	eff := m.DeepCopy()
 	eff.Spec.Schedule, eff.Spec.TimeZone = cj.Spec.Schedule, cj.Spec.TimeZone
+	eff.Annotations = map[string]string{}
 	if cj.Spec.Suspend != nil && *cj.Spec.Suspend && !m.Spec.Suspend {
 		eff.Spec.Suspend = true
-		eff.Annotations = map[string]string{cronJobSuspendedMark: "true"}
+		eff.Annotations[cronJobSuspendedMark] = "true"
+	}
+	if cj.Spec.ConcurrencyPolicy == batchv1.ForbidConcurrent {
+		eff.Annotations[cronJobForbidMark] = "true"
 	}
 	return eff, "", changed, nil
 }
+
+// cronJobForbidMark marks the evaluated copy of a monitor whose CronJob
+// forbids concurrent runs: a stuck Job there blocks the next run, which
+// ScheduleMissed reports, naming the Job.
+const cronJobForbidMark = "pushmon.internal/cronjob-forbid"
 
 // cronJobSuspendedMark marks the evaluated copy of a monitor whose CronJob
 // is suspended (not written anywhere).

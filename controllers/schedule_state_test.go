@@ -155,3 +155,26 @@ func TestEvaluateRuns(t *testing.T) {
 	}), t0, ws)
 	NewWithT(t).Expect(h.RecheckAfter).To(Equal(time.Minute))
 }
+
+// A monitor following a CronJob without maxRunDuration: a Job still open
+// when the next run is due (+ grace) is too long, so a Job stuck for good
+// does not hide behind later starts.
+func TestEvaluateCronJobRunOpenPastNextRun(t *testing.T) {
+	g := NewWithT(t)
+	start := time.Date(2026, 6, 10, 1, 5, 0, 0, time.UTC)
+	m := &monitoringv1alpha1.PushMonitor{Spec: monitoringv1alpha1.PushMonitorSpec{
+		CronJobRef: &monitoringv1alpha1.CronJobReference{Name: "sync"}, Schedule: "0 * * * *"}}
+	m.Status.State = monitoringv1alpha1.StateUp
+	st := metav1.NewMicroTime(start)
+	m.Status.LastStartTime = &st
+	m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{RunID: "sync-1", StartTime: st}}
+
+	h := evaluate(m, start.Add(time.Hour), start.Add(-time.Hour))
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
+	g.Expect(h.RecheckAfter).To(Equal(5 * time.Minute)) // 02:00 + 10m grace
+
+	h = evaluate(m, start.Add(65*time.Minute), start.Add(-time.Hour))
+	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRunTooLong))
+	g.Expect(h.Message).To(Equal(`run "sync-1" started 1h5m ago is still open (past the next scheduled run + grace 10m; set maxRunDuration for longer runs)`))
+}

@@ -67,17 +67,17 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 
 	// A run stuck now says more than how the last one ended.
 	var runDeadline *time.Time
-	if limit := m.Spec.MaxRunDuration; limit != nil && len(st.OpenRuns) > 0 {
+	if d, limit, ok := runLimit(m); ok {
 		// Runs are kept oldest first: the oldest is the first too long.
 		run := st.OpenRuns[0]
-		d := run.StartTime.Add(limit.Duration)
+		d := d(run.StartTime.Time)
 		if !now.Before(d) {
-			msg := fmt.Sprintf("a run started %s ago is still open (maxRunDuration %s)",
-				shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), shortDuration(limit.Duration))
+			what := "a run"
 			if run.RunID != "" {
-				msg = fmt.Sprintf("run %q started %s ago is still open (maxRunDuration %s)", run.RunID,
-					shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), shortDuration(limit.Duration))
+				what = fmt.Sprintf("run %q", run.RunID)
 			}
+			msg := fmt.Sprintf("%s started %s ago is still open (%s)", what,
+				shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), limit)
 			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
 				Reason: monitoringv1alpha1.ReasonRunTooLong, Message: msg, Deadline: &d, NextRun: nextRun(m, anchor)}
 		}
@@ -172,6 +172,33 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 		return true
 	}
 	return down.ObservedGeneration == m.Generation && m.DeadlineFrom(*last).After(missed)
+}
+
+// runLimit is when an open run becomes too long, for a monitor with open
+// runs: start + maxRunDuration; or, for a monitor following a CronJob with
+// no maxRunDuration, the next scheduled time after the start + grace, so
+// that a Job stuck for good (an image that cannot be pulled) is Down one
+// period later instead of hiding behind the starts of later Jobs. (Not
+// under concurrencyPolicy Forbid: there the stuck Job blocks the next run,
+// and ScheduleMissed names it.) limit words the rule for the message.
+func runLimit(m *monitoringv1alpha1.PushMonitor) (deadline func(start time.Time) time.Time, limit string, ok bool) {
+	if len(m.Status.OpenRuns) == 0 {
+		return nil, "", false
+	}
+	if most := m.Spec.MaxRunDuration; most != nil {
+		return func(start time.Time) time.Time { return start.Add(most.Duration) },
+			"maxRunDuration " + shortDuration(most.Duration), true
+	}
+	if m.Spec.CronJobRef != nil && m.Annotations[cronJobForbidMark] != "true" {
+		if s, err := m.ParsedSchedule(); s != nil && err == nil {
+			grace := m.GracePeriodDuration()
+			return func(start time.Time) time.Time {
+				next, _ := m.NextRunAfter(start)
+				return next.Add(grace)
+			}, "past the next scheduled run + grace " + shortDuration(grace) + "; set maxRunDuration for longer runs", true
+		}
+	}
+	return nil, "", false
 }
 
 // untilRunTooLong is when an open run becomes too long, for a Down that
