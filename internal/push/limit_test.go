@@ -221,6 +221,7 @@ func TestAllowedMethods(t *testing.T) {
 		tok       string
 		wantCode  int
 		wantAllow string
+		ping      bool // the /ping route, which also serves HEAD
 	}{
 		{name: "POST-only, POST", allowed: []string{"POST"}, method: "POST", wantCode: 200},
 		{name: "POST-only, GET", allowed: []string{"POST"}, method: "GET", wantCode: 405, wantAllow: "POST"},
@@ -229,6 +230,9 @@ func TestAllowedMethods(t *testing.T) {
 		// 404, not 405, for an unknown token whatever the monitor's methods.
 		{name: "POST-only, GET, unknown token", allowed: []string{"POST"}, method: "GET", tok: otherToken, wantCode: 404},
 		{name: "POST-only, GET, malformed token", allowed: []string{"POST"}, method: "GET", tok: "x", wantCode: 404},
+		{name: "ping, GET and HEAD, POST", allowed: []string{"HEAD", "GET"}, method: "POST", wantCode: 405, wantAllow: "GET, HEAD", ping: true},
+		{name: "ping, HEAD allowed", allowed: []string{"HEAD"}, method: "HEAD", wantCode: 200, ping: true},
+		{name: "ping, POST-only, GET, unknown token", allowed: []string{"POST"}, method: "GET", tok: otherToken, wantCode: 404, ping: true},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -241,13 +245,17 @@ func TestAllowedMethods(t *testing.T) {
 			if tok == "" {
 				tok = testToken
 			}
-			w := do(s.Handler(), tc.method, token.PushPathPrefix+tok+"?status=down", "10.0.0.1:1", nil)
+			path := token.PushPathPrefix + tok + "?status=down"
+			if tc.ping {
+				path = PingPathPrefix + tok + "/fail"
+			}
+			w := do(s.Handler(), tc.method, path, "10.0.0.1:1", nil)
 			g.Expect(w.Code).To(Equal(tc.wantCode), w.Body.String())
 			g.Expect(w.Header().Get("Allow")).To(Equal(tc.wantAllow))
 			if tc.wantCode != 200 {
 				g.Expect(rec.Calls()).To(BeEmpty(), "nothing recorded")
 			}
-			if tc.wantCode == 405 {
+			if tc.wantCode == 405 && !tc.ping {
 				g.Expect(w.Body.String()).To(ContainSubstring("allowedMethods"))
 			}
 		})

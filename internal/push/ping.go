@@ -1,23 +1,18 @@
 package push
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/metrics"
-	"github.com/pushmon/pushmon/internal/token"
 )
 
 // PingPathPrefix is where the Healthchecks-compatible routes are served:
@@ -51,31 +46,16 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) int {
 		}
 		return writeText(w, http.StatusBadRequest, err.Error())
 	}
-	m, err := s.monitors.Lookup(r.Context(), r.PathValue("token"))
-	if errors.Is(err, token.ErrUnknown) {
+	switch out, allowed := s.deliver(r, hb); out {
+	case outcomeUnknown:
 		return writeText(w, http.StatusNotFound, "not found")
-	}
-	if err != nil {
-		s.log.Error(err, "looking up ping token")
-		return writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
-	}
-	if len(m.Spec.AllowedMethods) > 0 && !slices.Contains(m.Spec.AllowedMethods, r.Method) {
-		// Checked only once the token is known, so that the answer to an
-		// unknown token stays 404 whatever the method.
-		w.Header().Set("Allow", strings.Join(m.Spec.AllowedMethods, ", "))
+	case outcomeMethod:
+		w.Header().Set("Allow", allowHeader(allowed, http.MethodGet, http.MethodHead, http.MethodPost))
 		return writeText(w, http.StatusMethodNotAllowed, "method not allowed for this check")
-	}
-	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
-	defer cancel()
-	if err := s.recorder.Record(ctx, m, hb); err != nil {
-		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
-			return writeText(w, http.StatusNotFound, "not found")
-		}
-		s.log.Error(err, "recording ping", "namespace", m.Namespace, "name", m.Name)
+	case outcomeUnavailable:
 		w.Header().Set("Retry-After", "1")
 		return writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
 	}
-	metrics.CountHeartbeat(hb.Status)
 	return writeText(w, http.StatusOK, "OK")
 }
 

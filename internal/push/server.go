@@ -228,39 +228,68 @@ func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 		return writeJSON(w, http.StatusBadRequest, err.Error())
 	}
 
+	switch out, allowed := s.deliver(r, hb); out {
+	case outcomeUnknown:
+		return writeJSON(w, http.StatusNotFound, "unknown push token")
+	case outcomeMethod:
+		w.Header().Set("Allow", allowHeader(allowed, http.MethodGet, http.MethodPost))
+		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed for this monitor (spec.allowedMethods)")
+	case outcomeUnavailable:
+		return unavailable(w)
+	}
+	return writeJSON(w, http.StatusOK, "")
+}
+
+// outcome is how a parsed push or ping ended; each route words its answer.
+type outcome int
+
+const (
+	outcomeRecorded outcome = iota
+	// outcomeUnknown: no monitor has the token (or it was deleted since).
+	outcomeUnknown
+	// outcomeMethod: the monitor's spec.allowedMethods exclude the method.
+	outcomeMethod
+	// outcomeUnavailable: the token could not be looked up or the
+	// heartbeat not recorded; the client should retry.
+	outcomeUnavailable
+)
+
+// deliver looks up the monitor of the request's token, checks its allowed
+// methods and records hb. With outcomeMethod it returns the methods the
+// monitor allows. Nothing here logs the token.
+func (s *Server) deliver(r *http.Request, hb heartbeat.Heartbeat) (outcome, []string) {
 	m, err := s.monitors.Lookup(r.Context(), r.PathValue("token"))
 	if errors.Is(err, token.ErrUnknown) {
-		return writeJSON(w, http.StatusNotFound, "unknown push token")
+		return outcomeUnknown, nil
 	}
 	if err != nil {
 		s.log.Error(err, "looking up push token")
-		return unavailable(w)
+		return outcomeUnavailable, nil
 	}
 	if allowed := m.Spec.AllowedMethods; len(allowed) > 0 && !slices.Contains(allowed, r.Method) {
 		// Only now that the token is known valid: an unknown token is 404
 		// whatever the method, so 405 cannot be used to probe for tokens.
-		w.Header().Set("Allow", allowHeader(allowed))
-		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed for this monitor (spec.allowedMethods)")
+		return outcomeMethod, allowed
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 	defer cancel()
 	if err := s.recorder.Record(ctx, m, hb); err != nil {
 		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
 			// Deleted since the lookup: the same answer as any unknown token.
-			return writeJSON(w, http.StatusNotFound, "unknown push token")
+			return outcomeUnknown, nil
 		}
 		s.log.Error(err, "recording heartbeat", "namespace", m.Namespace, "name", m.Name)
-		return unavailable(w)
+		return outcomeUnavailable, nil
 	}
 	metrics.CountHeartbeat(hb.Status)
-	return writeJSON(w, http.StatusOK, "")
+	return outcomeRecorded, nil
 }
 
-// allowHeader lists the monitor's methods this route serves (HEAD is a
-// ping-only method), in a stable order.
-func allowHeader(allowed []string) string {
+// allowHeader lists the monitor's allowed methods that the route serves,
+// in the order served names them.
+func allowHeader(allowed []string, served ...string) string {
 	var out []string
-	for _, m := range []string{http.MethodGet, http.MethodPost} {
+	for _, m := range served {
 		if slices.Contains(allowed, m) {
 			out = append(out, m)
 		}
