@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 )
 
 // Following a CronJob (spec.cronJobRef): the monitor takes the CronJob's
@@ -142,8 +143,11 @@ const cronJobForbidMark = "pushmon.internal/cronjob-forbid"
 const cronJobSuspendedMark = "pushmon.internal/cronjob-suspended"
 
 // explainCronJob words h for a monitor that follows a CronJob: suspension
-// is the CronJob's, and a run too long says what its Pod is stuck on.
-func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitoringv1alpha1.PushMonitor, h health) health {
+// is the CronJob's, a run too long says what its Pod is stuck on, and a
+// missed schedule its likely cause. transition is whether h is a change
+// from what status shows: the cause of a missed run is read once, when the
+// Down is declared, and kept with it.
+func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitoringv1alpha1.PushMonitor, h health, transition bool) health {
 	switch {
 	case h.Reason == monitoringv1alpha1.ReasonSuspended && eff.Annotations[cronJobSuspendedMark] == "true":
 		h.Reason = monitoringv1alpha1.ReasonCronJobSuspended
@@ -152,9 +156,7 @@ func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitor
 		if what := r.runningProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); what != "" {
 			h.Message += ": " + what
 		}
-	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && h.Message == missedMessage(eff, nil, time.Time{}, time.Time{}, *h.Deadline):
-		// Only when the Down is declared (the message is still the plain
-		// one): the cause is read once and kept with the Down.
+	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && transition && h.Deadline != nil:
 		if cause := r.scheduleCause(ctx, eff, h.Deadline.Add(-eff.GracePeriodDuration())); cause != "" {
 			h.Message += "; " + cause
 		}
@@ -292,7 +294,7 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 	}
 	if !f.failed {
 		st.LastReportedStatus = monitoringv1alpha1.ReportedUp
-		st.ConsecutiveSuccesses, st.ConsecutiveFailures = min(st.ConsecutiveSuccesses+1, 1<<20), 0
+		heartbeat.CountResult(st, true)
 		return nil
 	}
 	msg, code, err := r.diagnose(ctx, f.job)
@@ -300,7 +302,7 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 		return err
 	}
 	st.LastReportedStatus, st.LastMessage, st.LastExitCode = monitoringv1alpha1.ReportedFailed, msg, code
-	st.ConsecutiveFailures, st.ConsecutiveSuccesses = min(st.ConsecutiveFailures+1, 1<<20), 0
+	heartbeat.CountResult(st, false)
 	return nil
 }
 

@@ -93,9 +93,16 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 	default:
 		st.LastReportedStatus = monitoringv1alpha1.ReportedUp
 	}
+	CountResult(st, st.LastReportedStatus == monitoringv1alpha1.ReportedUp)
+}
+
+// CountResult adds a success or a failure to the counts in a row that the
+// thresholds read (for pushes here, for a followed CronJob's Jobs in the
+// reconciler).
+func CountResult(st *monitoringv1alpha1.PushMonitorStatus, success bool) {
 	// The counts only need to reach a threshold (at most 100); the cap
-	// keeps a monitor pushing for years from overflowing them.
-	if st.LastReportedStatus == monitoringv1alpha1.ReportedUp {
+	// keeps a monitor reporting for years from overflowing them.
+	if success {
 		st.ConsecutiveSuccesses = min(st.ConsecutiveSuccesses+1, maxCount)
 		st.ConsecutiveFailures = 0
 	} else {
