@@ -161,7 +161,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	default:
 		h = evaluate(eval, now, r.watchStart(orig, now))
 		if m.Spec.CronJobRef != nil {
-			h = r.explainCronJob(ctx, eval, h)
+			h = r.explainCronJob(ctx, eval, h, !sameHealth(orig, h))
 		}
 	}
 	r.applyHealth(&m, h)
