@@ -33,17 +33,29 @@ func ParseSchedule(schedule string, tz *string) (*Schedule, error) {
 	if err != nil {
 		return nil, fmt.Errorf("invalid schedule %q: %v", schedule, err)
 	}
-	loc := time.UTC
-	if tz != nil {
-		if loc, err = time.LoadLocation(*tz); err != nil || *tz == "" || strings.EqualFold(*tz, "local") {
-			return nil, fmt.Errorf("unknown time zone %q: use an IANA name such as Europe/Berlin", *tz)
-		}
+	loc, err := LoadTimeZone(tz)
+	if err != nil {
+		return nil, err
 	}
 	s := &Schedule{spec: spec, loc: loc}
 	if s.Next(time.Now()).IsZero() {
 		return nil, fmt.Errorf("schedule %q never fires", schedule)
 	}
 	return s, nil
+}
+
+// LoadTimeZone is the IANA time zone tz names, UTC when nil. The machine's
+// own zone ("Local", "") is refused: a schedule must not change meaning with
+// the node pushmon runs on.
+func LoadTimeZone(tz *string) (*time.Location, error) {
+	if tz == nil {
+		return time.UTC, nil
+	}
+	loc, err := time.LoadLocation(*tz)
+	if err != nil || *tz == "" || strings.EqualFold(*tz, "local") {
+		return nil, fmt.Errorf("unknown time zone %q: use an IANA name such as Europe/Berlin", *tz)
+	}
+	return loc, nil
 }
 
 // Next is the first scheduled time after t (zero if none within five

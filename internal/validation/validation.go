@@ -49,22 +49,14 @@ func validate(m *monitoringv1alpha1.PushMonitor) error {
 	if m.Spec.Schedule == "" {
 		return nil
 	}
-	if _, err := m.ParsedSchedule(); err != nil {
-		path := field.NewPath("spec", "schedule")
-		if m.Spec.TimeZone != nil {
-			if _, tzErr := monitoringv1alpha1.ParseSchedule("* * * * *", m.Spec.TimeZone); tzErr != nil {
-				path = field.NewPath("spec", "timeZone")
-			}
-		}
-		return apierrors.NewInvalid(schema.GroupKind{Group: monitoringv1alpha1.GroupVersion.Group, Kind: "PushMonitor"},
-			m.Name, field.ErrorList{field.Invalid(path, value(m, path), err.Error())})
+	var errs field.ErrorList
+	if _, err := monitoringv1alpha1.LoadTimeZone(m.Spec.TimeZone); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "timeZone"), *m.Spec.TimeZone, err.Error()))
+	} else if _, err := m.ParsedSchedule(); err != nil {
+		errs = append(errs, field.Invalid(field.NewPath("spec", "schedule"), m.Spec.Schedule, err.Error()))
 	}
-	return nil
-}
-
-func value(m *monitoringv1alpha1.PushMonitor, path *field.Path) string {
-	if path.String() == "spec.timeZone" {
-		return *m.Spec.TimeZone
+	if len(errs) == 0 {
+		return nil
 	}
-	return m.Spec.Schedule
+	return apierrors.NewInvalid(schema.GroupKind{Group: monitoringv1alpha1.GroupVersion.Group, Kind: "PushMonitor"}, m.Name, errs)
 }
