@@ -153,7 +153,7 @@ func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitor
 		h.Reason = monitoringv1alpha1.ReasonCronJobSuspended
 		h.Message = "CronJob " + eff.Spec.CronJobRef.Name + " is suspended: no runs are expected, no Down transitions"
 	case h.Reason == monitoringv1alpha1.ReasonRunTooLong && len(eff.Status.OpenRuns) > 0:
-		if what := r.runningProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); what != "" {
+		if what, _, err := r.jobPodProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); err == nil && what != "" {
 			h.Message += ": " + what
 		}
 	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && transition && h.Deadline != nil:
@@ -310,18 +310,19 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 // container states, e.g. "job backup-29012345 failed: container backup
 // OOMKilled (exit 137) after 2 retries", and the exit code if one is known.
 func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (string, *int32, error) {
-	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(j.Namespace), client.MatchingLabels{JobNameLabel: j.Name}); err != nil {
+	what, code, err := r.jobPodProblem(ctx, j.Namespace, j.Name)
+	if err != nil {
 		return "", nil, err
 	}
-	what, code := podProblem(pods.Items)
+	failed := jobCondition(j, batchv1.JobFailed)
 	msg := "job " + j.Name + " failed"
-	if what != "" {
+	switch {
+	case what != "":
 		msg += ": " + what
-	} else if c := jobCondition(j, batchv1.JobFailed); c != nil && c.Reason != "" {
-		msg += ": " + c.Reason
-		if c.Message != "" {
-			msg += " (" + c.Message + ")"
+	case failed != nil && failed.Reason != "":
+		msg += ": " + failed.Reason
+		if failed.Message != "" {
+			msg += " (" + failed.Message + ")"
 		}
 	}
 	switch retries := j.Status.Failed - 1; {
@@ -330,8 +331,8 @@ func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (s
 	case retries > 1:
 		msg += fmt.Sprintf(" after %d retries", retries)
 	}
-	if c := jobCondition(j, batchv1.JobFailed); c != nil && c.Reason == batchv1.JobReasonDeadlineExceeded && what != "" {
-		msg += " (" + c.Reason + ")"
+	if failed != nil && failed.Reason == batchv1.JobReasonDeadlineExceeded && what != "" {
+		msg += " (" + failed.Reason + ")"
 	}
 	return msg, code, nil
 }
@@ -361,14 +362,14 @@ func podProblem(pods []corev1.Pod) (string, *int32) {
 	return "", nil
 }
 
-// runningProblem is what a Job still running is stuck on, if anything.
-func (r *PushMonitorReconciler) runningProblem(ctx context.Context, ns, job string) string {
+// jobPodProblem is what the Pods of a Job show went wrong (podProblem).
+func (r *PushMonitorReconciler) jobPodProblem(ctx context.Context, ns, job string) (string, *int32, error) {
 	var pods corev1.PodList
 	if err := r.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{JobNameLabel: job}); err != nil {
-		return ""
+		return "", nil, err
 	}
-	what, _ := podProblem(pods.Items)
-	return what
+	what, code := podProblem(pods.Items)
+	return what, code, nil
 }
 
 func jobCondition(j *batchv1.Job, t batchv1.JobConditionType) *batchv1.JobCondition {
