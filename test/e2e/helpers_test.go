@@ -115,7 +115,7 @@ func envOf(c corev1.Container) map[string]corev1.EnvVar {
 	return out
 }
 
-// podEvents lists the Warning events about an object with reason.
+// warnings lists the Warning events about an object with reason.
 func warnings(g Gomega, ns, kind, name, reason string) []eventsv1.Event {
 	var list eventsv1.EventList
 	g.Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())
