@@ -79,7 +79,7 @@ func run() error {
 	flag.IntVar(&apiBurst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API: many monitors expiring together are written in one burst.")
 	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
 	flag.DurationVar(&heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
-		"Write a monitor's heartbeat at most once per window (capped at its gracePeriod) while its state does not change; 0 writes every push.")
+		"Write a monitor's heartbeat at most once per window (capped at half its gracePeriod) while its state does not change; 0 writes every push.")
 	flag.StringVar(&webhookCertPath, "webhook-cert-path", "", "Directory of the webhook's serving certificate (default: controller-runtime's, <tmp>/k8s-webhook-server/serving-certs). Without a certificate there the Pod webhook is off.")
 	flag.StringVar(&webhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
 	flag.StringVar(&webhookKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
@@ -153,10 +153,11 @@ func run() error {
 		return fmt.Errorf("creating manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if _, err := operator.Setup(ctx, mgr, operator.Config{
+	running, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
 		Webhooks: webhooks, TokenOverlap: tokenOverlap, PushLimits: limits, PushMaxConns: maxConns,
-	}); err != nil {
+	})
+	if err != nil {
 		return err
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
@@ -164,7 +165,12 @@ func run() error {
 	}
 	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect, "webhooks", webhooks,
 		"watchNamespaces", namespaces)
-	return mgr.Start(ctx)
+	err = mgr.Start(ctx)
+	// After SIGTERM the manager waited for the final flush already; after a
+	// lost leader election it did not (controller-runtime gives runnables no
+	// grace then), so held heartbeats are written here before the exit.
+	running.Drain(heartbeat.FinalFlushTimeout)
+	return err
 }
 
 // splitList splits a comma-separated flag, dropping empty entries.

@@ -156,8 +156,8 @@ func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitor
 		if what, _, err := r.jobPodProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); err == nil && what != "" {
 			h.Message += ": " + what
 		}
-	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && transition && h.Deadline != nil:
-		if cause := r.scheduleCause(ctx, eff, h.Deadline.Add(-eff.GracePeriodDuration())); cause != "" {
+	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && transition && h.Due != nil:
+		if cause := r.scheduleCause(ctx, eff, *h.Due); cause != "" {
 			h.Message += "; " + cause
 		}
 	}

@@ -169,12 +169,13 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		m.Status.ObservedGeneration = m.Generation
 	}
 
-	// A HeartbeatMissed Down is written only if status is unchanged since it
-	// was read, so a heartbeat stored in the meantime always wins.
+	// Every transition is written only if status is unchanged since it was
+	// read (optimistic locking): a heartbeat stored in the meantime always
+	// wins over a missed-heartbeat Down, and a stale cached copy (or a
+	// deposed leader) cannot write a transition, and emit its event, again.
 	// So is a CronJob's run, whose fields pushes write too.
-	missed := h.State == monitoringv1alpha1.StateDown && isMissed(h.Reason) &&
-		!sameHealth(orig, h)
-	if err := r.patchStatus(ctx, orig, &m, missed || runsChanged); err != nil {
+	transition := !sameHealth(orig, h)
+	if err := r.patchStatus(ctx, orig, &m, transition || runsChanged); err != nil {
 		if apierrors.IsConflict(err) {
 			// A heartbeat was stored after the cache's copy: its watch event
 			// is on the way and re-runs this at once. No error, so that the
@@ -215,7 +216,7 @@ func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, stat
 	prev := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
 	changed := prev == nil || prev.Status != status || prev.Reason != reason
 	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
-		Type: monitoringv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: msg,
+		Type: monitoringv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: limitText(msg, MaxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
 	return changed
@@ -235,7 +236,7 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 		m.Status.Deadline = nil
 	}
 	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
-		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: h.Message,
+		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: limitText(h.Message, MaxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
 }
@@ -341,6 +342,7 @@ func (r *PushMonitorReconciler) now() time.Time {
 // and status: heartbeats arrive as status writes) and the Secrets they own;
 // the manager's cache holds only Secrets with pushmon's labels.
 func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	r.Recorder = LimitNotes(r.Recorder)
 	// Runs beside the controller, so only while this replica leads: it marks
 	// the leader in pushmon_leader and, when leadership ends, drops the
 	// per-monitor series this replica can no longer keep current.

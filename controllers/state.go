@@ -25,6 +25,8 @@ type health struct {
 	RecheckAfter time.Duration
 	// NextRun is when the next run is expected, with a schedule.
 	NextRun *time.Time
+	// Due is, for ScheduleMissed, the scheduled time no run reported for.
+	Due *time.Time
 }
 
 // evaluate is the state machine (DESIGN.md "Timing rules"). It is pure: now
@@ -116,11 +118,20 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		}
 	}
 
-	deadline := m.DeadlineFrom(anchor)
+	deadline, due := m.DeadlineFrom(anchor), time.Time{}
+	if d, ok := scheduledDeadline(m, last, watchStart); ok && d.deadline.Before(deadline) {
+		deadline, due = d.deadline, d.due
+	} else if ok {
+		due = deadline.Add(-m.GracePeriodDuration())
+	}
 	if !now.Before(deadline) {
-		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: missedReason(m), Message: missedMessage(m, last, watchStart, now, deadline),
+		h := health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: missedReason(m), Message: missedMessage(m, last, watchStart, now, due),
 			Deadline: &deadline, NextRun: nextRun(m, now)}
+		if !due.IsZero() {
+			h.Due = &due
+		}
+		return h
 	}
 	if last == nil {
 		return health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
@@ -151,6 +162,37 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		h.Message = fmt.Sprintf("the last run failed (%d of %d failures in a row before Down)", st.ConsecutiveFailures, m.Spec.FailureThreshold)
 	}
 	return h
+}
+
+// scheduled is when a scheduled run is due and when missing it turns the
+// monitor Down.
+type scheduled struct{ due, deadline time.Time }
+
+// scheduledDeadline is, with a schedule, the first scheduled time after the
+// last sign of life (or, before any, after the monitor was created), and
+// the deadline for it: that time + grace, but at least one grace after
+// watchStart. So a run that fell due while no leader watched (the operator
+// stopped, a leader change) is still checked, one grace after this leader
+// began watching at the latest, instead of the anchor jumping past it
+// (DESIGN.md "Schedules and runs"). ok is false without a valid schedule.
+func scheduledDeadline(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart time.Time) (scheduled, bool) {
+	from := watchStart
+	switch {
+	case last != nil:
+		from = *last
+	case !m.CreationTimestamp.IsZero() && m.CreationTimestamp.Time.Before(watchStart):
+		from = m.CreationTimestamp.Time
+	}
+	due, ok := m.NextRunAfter(from)
+	if !ok {
+		return scheduled{}, false
+	}
+	grace := m.GracePeriodDuration()
+	deadline := due.Add(grace)
+	if earliest := watchStart.Add(grace); deadline.Before(earliest) {
+		deadline = earliest
+	}
+	return scheduled{due: due, deadline: deadline}, true
 }
 
 // newerHeartbeat reports whether the last heartbeat is newer than the one a
@@ -285,13 +327,12 @@ func nextRun(m *monitoringv1alpha1.PushMonitor, t time.Time) *time.Time {
 // "no heartbeat for 5m12s (timeout 5m, grace 30s)", or with a schedule which
 // run did not report, e.g. "no run reported for 2026-03-30 02:30 CEST
 // (schedule "30 2 * * *" in Europe/Berlin, grace 10m)".
-func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now, deadline time.Time) string {
+func missedMessage(m *monitoringv1alpha1.PushMonitor, last *time.Time, watchStart, now, due time.Time) string {
 	if m.Spec.Schedule != "" {
 		tz := "UTC"
 		if m.Spec.TimeZone != nil {
 			tz = *m.Spec.TimeZone
 		}
-		due := deadline.Add(-m.GracePeriodDuration())
 		if loc, err := time.LoadLocation(tz); err == nil {
 			due = due.In(loc)
 		}

@@ -236,12 +236,12 @@ func TestCoalescerEffectiveWindow(t *testing.T) {
 		g := NewWithT(t)
 		s := &fakeSink{}
 		c := newCoalescer(s, 10*time.Second)
-		m := newMonitor("u1", time.Minute, 200*time.Millisecond)
+		m := newMonitor("u1", time.Minute, 400*time.Millisecond)
 
 		g.Expect(c.Record(ctx, m, up("a"))).To(Succeed())
 		g.Expect(c.Record(ctx, m, up("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a"}))
-		// Flushed after ~200ms (the grace period), not after 10s.
+		// Flushed after ~200ms (half the grace period), not after 10s.
 		g.Eventually(s.messages).WithTimeout(time.Second).WithPolling(poll).Should(Equal([]string{"a", "b"}))
 		w := s.written()
 		g.Expect(w[1].at.Sub(w[0].at)).To(BeNumerically(">=", 190*time.Millisecond))
@@ -296,7 +296,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true}))
 		// The held up push is older than the down one just written.
 		g.Expect(heldMessage(c, m.UID)).To(BeEmpty())
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		g.Expect(s.messages()).To(Equal([]string{"a", "c"}))
 	})
 
@@ -320,7 +320,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true, true}))
 		g.Expect(c.Record(ctx, m, up("d"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "c"}))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 	})
 
 	t.Run("differs from what another replica wrote", func(t *testing.T) {
@@ -340,7 +340,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		g.Expect(s.messages()).To(Equal([]string{"a", "c"}))
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true}))
 		g.Expect(heldMessage(c, m.UID)).To(BeEmpty())
-		c.FlushAll()
+		c.FlushAll(context.Background())
 	})
 
 	t.Run("repeated down pushes are coalesced", func(t *testing.T) {
@@ -356,7 +356,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		}
 		g.Expect(s.messages()).To(Equal([]string{"a"}))
 		g.Expect(heldMessage(c, m.UID)).To(Equal("d"))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		g.Expect(s.messages()).To(Equal([]string{"a", "d"}))
 		g.Expect(s.inRecord()).To(Equal([]bool{true, false}))
 	})
@@ -393,7 +393,7 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "d"}))
 		g.Expect(c.Record(ctx, downedAgain, up("e"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "d"}))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "d", "e"}))
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true, true, false}))
 	})
@@ -413,7 +413,7 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
 		g.Expect(c.Record(ctx, pending, up("c"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "c"}))
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true, false}))
 	})
@@ -431,16 +431,16 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 			metav1.ConditionUnknown, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, epoch)
 		g.Expect(c.Record(ctx, seen, up("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a"}))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
 	})
 }
 
 func TestCoalescerDeadlineGuard(t *testing.T) {
 	ctx := pushContext()
-	// timeout 1s, grace 1s: window min(10s, 1s) = 1s, deadline = written + 2s,
-	// flushBy = written + 1.5s.
-	const window = time.Second
+	// timeout 1s, grace 1s: window min(10s, 1s/2) = 500ms, deadline =
+	// written + 2s, flushBy = written + 1.5s.
+	const window = 500 * time.Millisecond
 	const slack = 250 * time.Millisecond
 
 	t.Run("held push is flushed by flushBy", func(t *testing.T) {
@@ -473,20 +473,23 @@ func TestCoalescerDeadlineGuard(t *testing.T) {
 		g := NewWithT(t)
 		s := &fakeSink{}
 		c := newCoalescer(s, 10*time.Second)
-		m := newMonitor("u2", time.Second, time.Second)
+		// timeout 300ms (shorter than the API allows, so that flushBy comes
+		// before the next window's end), grace 1s: window 500ms.
+		m := newMonitor("u2", 300*time.Millisecond, time.Second)
 
 		g.Expect(c.Record(ctx, m, up("a"))).To(Succeed())
 		b := up("b")
 		g.Expect(c.Record(ctx, m, b)).To(Succeed())
-		// b is written at the window's end (~1s), carrying its receive time.
+		// b is written at the window's end (~500ms), carrying its receive time.
 		g.Eventually(s.messages).WithTimeout(3 * time.Second).WithPolling(poll).Should(Equal([]string{"a", "b"}))
 		flushedAt := s.written()[1].at
-		// The next push is held; its window would end 1s after the flush,
-		// but b's deadline is b.Time + 2s: it must be flushed by b.Time + 1.5s.
+		// The next push is held; its window would end 500ms after the flush,
+		// but b's deadline is b.Time + 1.3s: it must be flushed by b.Time + 0.8s.
 		g.Expect(c.Record(ctx, m, up("c"))).To(Succeed())
 		g.Expect(s.count()).To(Equal(2))
 		g.Eventually(s.messages).WithTimeout(3 * time.Second).WithPolling(poll).Should(Equal([]string{"a", "b", "c"}))
-		by := b.Time.Add(2*time.Second - flushMargin)
+		b = s.written()[1].hb // as stamped: ordered after a (see after)
+		by := b.Time.Add(1300*time.Millisecond - flushMargin)
 		at := s.written()[2].at
 		g.Expect(at).To(BeTemporally(">=", by.Add(-5*time.Millisecond)))
 		g.Expect(at).To(BeTemporally("<=", by.Add(slack)))
@@ -515,7 +518,7 @@ func TestCoalescerDeadlineGuard(t *testing.T) {
 		g.Expect(c.Record(ctx, fresh, up("fresh-b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"late-a", "fresh-a", "late-b"}))
 		g.Expect(heldMessage(c, fresh.UID)).To(Equal("fresh-b"))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 	})
 }
 
@@ -571,7 +574,7 @@ func TestCoalescerWriteFailures(t *testing.T) {
 		// A write succeeded: back to holding.
 		g.Expect(c.Record(ctx, m, up("e"))).To(Succeed())
 		g.Expect(s.count()).To(Equal(4))
-		c.FlushAll()
+		c.FlushAll(context.Background())
 	})
 
 	t.Run("after a failed flush the next push is written at once", func(t *testing.T) {
@@ -632,7 +635,7 @@ func TestCoalescerFlushDropsGoneMonitor(t *testing.T) {
 			g.Expect(c.Record(ctx, m, up("c"))).To(Succeed())
 			g.Expect(s.messages()).To(Equal([]string{"a", "c"}))
 			g.Expect(s.inRecord()).To(Equal([]bool{true, true}))
-			c.FlushAll()
+			c.FlushAll(context.Background())
 		})
 	}
 }
@@ -654,7 +657,7 @@ func TestCoalescerFlushAll(t *testing.T) {
 	g.Expect(c.Record(ctx, m2, up("u2-c"))).To(Succeed())
 	g.Expect(s.count()).To(Equal(3))
 
-	c.FlushAll()
+	c.FlushAll(context.Background())
 	g.Expect(s.messages()[3:]).To(ConsistOf("u1-b", "u2-c"))
 	g.Expect(s.inRecord()).To(Equal([]bool{true, true, true, false, false}))
 	g.Expect(s.count()).To(Equal(5))
@@ -762,7 +765,7 @@ func TestCoalescerFlushAllRacesTimers(t *testing.T) {
 			_ = c.Record(ctx, m, up("b"))
 		}
 		time.Sleep(50 * time.Millisecond) // timers due now
-		c.FlushAll()
+		c.FlushAll(context.Background())
 		got := len(s.written()) - n
 		if got != n {
 			lost += n - got

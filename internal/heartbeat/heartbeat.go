@@ -3,9 +3,11 @@
 //
 // Every replica serves the push endpoint but only the leader decides Down, so
 // a heartbeat travels from the replica that received it to the leader through
-// the PushMonitor's status (a patch of the heartbeat fields only), never
-// only through one process's memory. A heartbeat is answered 200 only after
-// its write succeeded.
+// the PushMonitor's status (a patch of the heartbeat fields only). A
+// heartbeat is answered 200 once it is written, or held by the Coalescer to
+// be written within its window (the bounds are in docs/design.md). Writes
+// only move the heartbeat fields forward in receive time, whichever replica
+// makes them.
 package heartbeat
 
 import (
@@ -85,43 +87,105 @@ type patchOp struct {
 // name since its token was looked up; the heartbeat is not its.
 var ErrMonitorReplaced = errors.New("monitor was replaced since the token was looked up")
 
+// maxWriteAttempts bounds the re-reads of a heartbeat write whose guards
+// found the monitor changed under it (another replica wrote a heartbeat,
+// the leader changed the state).
+const maxWriteAttempts = 5
+
 // Record writes hb into m's status. It returns only once the API server
-// accepted the write.
+// accepted the write, or once a newer heartbeat is known to be stored (hb
+// is then superseded: heartbeat fields only move forward in receive time).
+//
+// m is the monitor as the caller last saw it; its lastHeartbeatTime and
+// state are the guards of the write. When they no longer hold in the API,
+// the monitor is read again (around the cache) and the write retried.
 func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
 	if Counted(m, hb) {
 		return w.recordCounted(ctx, m, hb)
 	}
-	// A JSON patch of the heartbeat fields only, so it never races with the
-	// reconciler's fields (state, conditions, deadline). Its test operation
-	// makes it fail on a monitor re-created under the same name (a merge
-	// patch's metadata.uid is not checked on the status subresource).
+	cur := m
+	for attempt := 1; ; attempt++ {
+		if Superseded(&cur.Status, hb) {
+			return nil
+		}
+		err := w.patchHeartbeat(ctx, cur, hb)
+		if err == nil {
+			return nil
+		}
+		if !apierrors.IsInvalid(err) {
+			return fmt.Errorf("writing heartbeat of %s/%s: %w", m.Namespace, m.Name, err)
+		}
+		// A test operation failed: the monitor was re-created, another
+		// replica stored a heartbeat, or the state changed. Which one, the
+		// API tells. (An invalid heartbeat cannot reach here: the push
+		// endpoint validated and capped every field.)
+		if attempt == maxWriteAttempts {
+			return fmt.Errorf("writing heartbeat of %s/%s: status kept changing under %d attempts", m.Namespace, m.Name, attempt)
+		}
+		if cur, err = w.reread(ctx, m); err != nil {
+			return err
+		}
+	}
+}
+
+// Superseded reports whether st already holds a heartbeat received at or
+// after hb: writing hb would move the heartbeat fields back in time, or
+// replace a report with an older one.
+func Superseded(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
+	return st.LastHeartbeatTime != nil && !hb.Time.After(st.LastHeartbeatTime.Time)
+}
+
+// patchHeartbeat writes hb with a JSON patch of the heartbeat fields only,
+// so that it never races with the reconciler's fields, guarded by test
+// operations on what cur shows: the monitor's uid (a merge patch's
+// metadata.uid is not checked on the status subresource), its stored
+// lastHeartbeatTime (compare-and-swap: no replica's write is overwritten
+// by an older heartbeat), and, when it writes the deadline, state Up.
+func (w *Writer) patchHeartbeat(ctx context.Context, cur *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	var stored any // JSON null: a test that the field is absent
+	if t := cur.Status.LastHeartbeatTime; t != nil {
+		stored = t
+	}
 	ops := []patchOp{
-		{Op: "test", Path: "/metadata/uid", Value: m.UID},
+		{Op: "test", Path: "/metadata/uid", Value: cur.UID},
+		{Op: "test", Path: "/status/lastHeartbeatTime", Value: stored},
 		{Op: "add", Path: "/status/lastHeartbeatTime", Value: metav1.NewMicroTime(hb.Time)},
 		{Op: "add", Path: "/status/lastReportedStatus", Value: hb.Status},
 		{Op: "add", Path: "/status/lastMessage", Value: hb.Message},
 		{Op: "add", Path: "/status/lastValue", Value: hb.Value},
 	}
-	if m.Status.State == monitoringv1alpha1.StateUp && !m.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp &&
-		m.Spec.CronJobRef == nil { // a followed CronJob's schedule is known to the reconciler only
+	if cur.Status.State == monitoringv1alpha1.StateUp && !cur.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp &&
+		cur.Spec.CronJobRef == nil { // a followed CronJob's schedule is known to the reconciler only
 		// While Up, the new deadline follows from the heartbeat alone; writing
-		// it here spares the reconciler a write per heartbeat.
-		ops = append(ops, patchOp{Op: "add", Path: "/status/deadline", Value: metav1.NewMicroTime(m.DeadlineFrom(hb.Time))})
+		// it here spares the reconciler a write per heartbeat. Only while the
+		// API still shows Up: over a Down the deadline is the one that was
+		// missed, which the reconciler needs to see this heartbeat as newer.
+		ops = append(ops,
+			patchOp{Op: "test", Path: "/status/state", Value: monitoringv1alpha1.StateUp},
+			patchOp{Op: "add", Path: "/status/deadline", Value: metav1.NewMicroTime(cur.DeadlineFrom(hb.Time))})
 	}
 	body, err := json.Marshal(ops)
 	if err != nil {
 		return fmt.Errorf("encoding heartbeat: %w", err)
 	}
 	target := &monitoringv1alpha1.PushMonitor{}
-	target.Namespace, target.Name = m.Namespace, m.Name
-	err = w.Client.Status().Patch(ctx, target, client.RawPatch(types.JSONPatchType, body))
-	if apierrors.IsInvalid(err) {
-		// The test operation failed. (An invalid heartbeat cannot reach
-		// here: the push endpoint validated and capped every field.)
-		return ErrMonitorReplaced
+	target.Namespace, target.Name = cur.Namespace, cur.Name
+	return w.Client.Status().Patch(ctx, target, client.RawPatch(types.JSONPatchType, body))
+}
+
+// reread reads m from the API (around the cache, whose copy may be the
+// stale one the guards failed on).
+func (w *Writer) reread(ctx context.Context, m *monitoringv1alpha1.PushMonitor) (*monitoringv1alpha1.PushMonitor, error) {
+	reader := w.Reader
+	if reader == nil {
+		reader = w.Client
 	}
-	if err != nil {
-		return fmt.Errorf("writing heartbeat of %s/%s: %w", m.Namespace, m.Name, err)
+	fresh := &monitoringv1alpha1.PushMonitor{}
+	if err := reader.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
+		return nil, err
 	}
-	return nil
+	if fresh.UID != m.UID {
+		return nil, ErrMonitorReplaced
+	}
+	return fresh, nil
 }

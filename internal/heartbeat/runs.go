@@ -34,10 +34,6 @@ func Counted(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
 // with optimistic locking, re-reading from the API and retrying when
 // another write came first, so that no signal is lost or counted twice.
 func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
-	reader := w.Reader
-	if reader == nil {
-		reader = w.Client
-	}
 	cur := m
 	for attempt := 1; ; attempt++ {
 		next := cur.DeepCopy()
@@ -49,14 +45,9 @@ func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMo
 		if !apierrors.IsConflict(err) || attempt == maxCountedAttempts {
 			return fmt.Errorf("writing run signal of %s/%s: %w", m.Namespace, m.Name, err)
 		}
-		fresh := &monitoringv1alpha1.PushMonitor{}
-		if err := reader.Get(ctx, client.ObjectKeyFromObject(m), fresh); err != nil {
+		if cur, err = w.reread(ctx, m); err != nil {
 			return err
 		}
-		if fresh.UID != m.UID {
-			return ErrMonitorReplaced
-		}
-		cur = fresh
 	}
 }
 
@@ -64,26 +55,37 @@ func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMo
 // the runs open, and the counts of failures and successes in a row.
 func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 	at := metav1.NewMicroTime(hb.Time)
+	// A signal older than the stored heartbeat (received by another replica
+	// and written late) still opens or closes its run, but changes neither
+	// the last-heartbeat fields nor the counts: those follow receive time.
+	stale := Superseded(st, hb)
 	switch hb.Kind {
 	case KindLog:
-		st.LastMessage = hb.Message
+		if !stale {
+			st.LastMessage = hb.Message
+		}
 		return
 	case KindStart:
-		st.LastStartTime = &at
+		if st.LastStartTime == nil || at.After(st.LastStartTime.Time) {
+			st.LastStartTime = &at
+		}
 		st.OpenRuns = append(st.OpenRuns, monitoringv1alpha1.OpenRun{RunID: hb.RunID, StartTime: at})
 		if n := len(st.OpenRuns) - monitoringv1alpha1.MaxOpenRuns; n > 0 {
 			st.OpenRuns = st.OpenRuns[n:] // runs that never ended; the oldest go
 		}
 		return
 	}
+	if i := endingRun(st.OpenRuns, hb.RunID); i >= 0 {
+		st.LastRunDuration = &metav1.Duration{Duration: max(hb.Time.Sub(st.OpenRuns[i].StartTime.Time), 0)}
+		st.OpenRuns = append(st.OpenRuns[:i:i], st.OpenRuns[i+1:]...)
+	}
+	if stale {
+		return
+	}
 	st.LastHeartbeatTime = &at
 	st.LastMessage, st.LastValue = hb.Message, hb.Value
 	if hb.ExitCode != nil || hb.Kind == KindFail {
 		st.LastExitCode = hb.ExitCode
-	}
-	if i := endingRun(st.OpenRuns, hb.RunID); i >= 0 {
-		st.LastRunDuration = &metav1.Duration{Duration: max(hb.Time.Sub(st.OpenRuns[i].StartTime.Time), 0)}
-		st.OpenRuns = append(st.OpenRuns[:i:i], st.OpenRuns[i+1:]...)
 	}
 	switch {
 	case hb.Kind == KindFail:

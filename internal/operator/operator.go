@@ -84,9 +84,21 @@ func CacheOptions(namespaces ...string) cache.Options {
 	return o
 }
 
-// Setup adds pushmon to mgr and returns the push server (whose Addr tells
-// where it listens once the manager runs).
-func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, error) {
+// Running is what Setup added to the manager: the push server (whose Addr
+// tells where it listens once the manager runs) and the heartbeats it holds.
+type Running struct {
+	*push.Server
+	coalescer *heartbeat.Coalescer
+}
+
+// Drain writes the heartbeats held in memory, within timeout. Call it once
+// the manager's Start returned, whatever the reason: a manager that lost its
+// leader election returns without waiting for its runnables, and held
+// heartbeats were answered 200.
+func (r *Running) Drain(timeout time.Duration) { r.coalescer.Drain(timeout) }
+
+// Setup adds pushmon to mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) {
 	if err := token.SetupIndex(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("indexing token secrets: %w", err)
 	}
@@ -125,7 +137,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 		hooks.Register(inject.Path, &webhook.Admission{Handler: &inject.PodInjector{
 			Reader:   mgr.GetClient(),
 			Decoder:  admission.NewDecoder(mgr.GetScheme()),
-			Recorder: mgr.GetEventRecorder("pushmon"),
+			Recorder: controllers.LimitNotes(mgr.GetEventRecorder("pushmon")),
 		}})
 		if err := validation.Setup(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the PushMonitor validating webhook: %w", err)
@@ -134,5 +146,5 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*push.Server, err
 			return nil, err
 		}
 	}
-	return srv, nil
+	return &Running{Server: srv, coalescer: coalescer}, nil
 }
