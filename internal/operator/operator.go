@@ -51,7 +51,9 @@ type Config struct {
 }
 
 // CacheOptions restricts the manager's Secret cache to the Secrets pushmon
-// labeled, so pushmon never holds other Secrets of the cluster in memory.
+// labeled, so pushmon never holds other Secrets of the cluster in memory, and
+// of those it holds only what it reads, and no data at all of the ones no
+// PushMonitor controls (trimSecret).
 // With namespaces, every namespaced object the manager caches (PushMonitors,
 // Secrets) is watched in those namespaces only, so that the manager needs
 // no more than a RoleBinding in each (docs/security.md); without, it watches
@@ -69,7 +71,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 		// monitor they are a good part of each cached object.
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
+			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue}), Transform: trimSecret},
 			&corev1.Pod{}:      {Label: jobPods, Transform: controllers.TrimForCache},
 			&batchv1.Job{}:     {Transform: controllers.TrimForCache},
 			&batchv1.CronJob{}: {Transform: controllers.TrimForCache},
