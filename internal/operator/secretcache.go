@@ -7,6 +7,13 @@ import (
 	"github.com/pushmon/pushmon/internal/token"
 )
 
+// maxSecretValue bounds each value kept of token, url and interval: a token
+// is 43 bytes, an interval a few, a url its base plus the token. An owner
+// reference is anyone's to write, so a Secret claiming a monitor could
+// otherwise bring bulk in through these keys. A longer value is held empty,
+// which the reconciler repairs as it repairs any wrong value.
+const maxSecretValue = 8 << 10
+
 // secretLabels and secretAnnotations are all pushmon reads of a Secret's
 // labels and annotations (controllers/secret.go, internal/token).
 var (
@@ -53,6 +60,9 @@ func trimSecret(o any) (any, error) {
 	for k, v := range s.Data {
 		switch k {
 		case token.SecretKeyToken, token.SecretKeyURL, token.SecretKeyInterval:
+			if len(v) > maxSecretValue {
+				v = []byte{}
+			}
 			t.Data[k] = v
 		default:
 			// Kept empty, not dropped: the reconciler compares the cached

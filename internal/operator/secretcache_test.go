@@ -71,6 +71,15 @@ func TestTrimSecret(t *testing.T) {
 		g.Expect(f.Name).To(Equal("s"), name)
 	}
 
+	// The owner reference is anyone's to write: a Secret claiming a monitor
+	// cannot bring bulk in through the keys pushmon reads either.
+	forged := bulkySecret(monitorRef("PushMonitor"))
+	forged.Data[token.SecretKeyURL] = make([]byte, 1<<20)
+	got, err = trimSecret(forged)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(got.(*corev1.Secret).Data[token.SecretKeyURL]).To(BeEmpty(), "an oversized value is held empty")
+	g.Expect(got.(*corev1.Secret).Data[token.SecretKeyToken]).To(Equal([]byte("tok")))
+
 	cm := &corev1.ConfigMap{}
 	got, err = trimSecret(cm)
 	g.Expect(err).NotTo(HaveOccurred())
