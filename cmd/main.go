@@ -60,7 +60,7 @@ func run() error {
 		webhookPort                                   int
 		tokenOverlap                                  time.Duration
 		limits                                        push.Limits
-		maxConns                                      int
+		maxConns, maxConnsPerAddr                     int
 		trustedProxies, watchNamespaces               string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
@@ -91,10 +91,12 @@ func run() error {
 	flag.Float64Var(&limits.IPRate, "push-ip-rate", push.DefaultIPRate, "Requests per second allowed per client address (token bucket); 0 disables the limit.")
 	flag.IntVar(&limits.IPBurst, "push-ip-burst", push.DefaultIPBurst, "Burst of requests allowed per client address.")
 	flag.IntVar(&maxConns, "push-max-connections", push.DefaultMaxConns, "Cap on concurrent connections to the push endpoint; 0 disables the cap.")
+	flag.IntVar(&maxConnsPerAddr, "push-max-connections-per-address", push.DefaultMaxConnsPerAddr,
+		"Cap on concurrent connections to the push endpoint from one client address (the connection's peer; --push-trusted-proxies are exempt); over it a connection is closed at once. 0 disables the cap.")
 	flag.StringVar(&limits.ClientIPHeader, "push-client-ip-header", "",
 		"Header a trusted reverse proxy sets to the client's address (e.g. X-Forwarded-For); empty: the connection's peer is the client.")
 	flag.StringVar(&trustedProxies, "push-trusted-proxies", "",
-		"Comma-separated CIDRs of the proxies whose --push-client-ip-header is believed; empty: every peer's (then only the proxy may reach the endpoint).")
+		"Comma-separated CIDRs (or addresses) of the proxies whose --push-client-ip-header is believed; required with that header.")
 	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces whose PushMonitors and Secrets pushmon watches; empty: all namespaces.")
 	zapOpts := zap.Options{Development: false}
@@ -108,7 +110,7 @@ func run() error {
 	if limits.TrustedProxies, err = parsePrefixes(trustedProxies); err != nil {
 		return fmt.Errorf("--push-trusted-proxies: %w", err)
 	}
-	if err := checkLimits(limits, maxConns, tokenOverlap); err != nil {
+	if err := checkLimits(limits, maxConns, maxConnsPerAddr, tokenOverlap); err != nil {
 		return err
 	}
 	namespaces := splitList(watchNamespaces)
@@ -156,6 +158,7 @@ func run() error {
 	running, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
 		Webhooks: webhooks, TokenOverlap: tokenOverlap, PushLimits: limits, PushMaxConns: maxConns,
+		PushMaxConnsPerAddr: maxConnsPerAddr,
 	})
 	if err != nil {
 		return err
@@ -206,7 +209,7 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 }
 
 // checkLimits refuses values that would silently mean something else.
-func checkLimits(l push.Limits, maxConns int, overlap time.Duration) error {
+func checkLimits(l push.Limits, maxConns, maxConnsPerAddr int, overlap time.Duration) error {
 	switch {
 	case l.TokenRate < 0 || l.IPRate < 0:
 		return errors.New("--push-token-rate and --push-ip-rate must be >= 0")
@@ -214,10 +217,16 @@ func checkLimits(l push.Limits, maxConns int, overlap time.Duration) error {
 		return errors.New("--push-token-burst and --push-ip-burst must be >= 1 when their rate is set")
 	case maxConns < 0:
 		return errors.New("--push-max-connections must be >= 0")
+	case maxConnsPerAddr < 0:
+		return errors.New("--push-max-connections-per-address must be >= 0")
 	case overlap < 0:
 		return errors.New("--token-rotation-overlap must be >= 0")
 	case len(l.TrustedProxies) > 0 && l.ClientIPHeader == "":
 		return errors.New("--push-trusted-proxies needs --push-client-ip-header")
+	case l.ClientIPHeader != "" && len(l.TrustedProxies) == 0:
+		// Believed from every peer, the header would let any client choose
+		// its own address bucket; the limiter believes it from none.
+		return errors.New("--push-client-ip-header needs --push-trusted-proxies: the CIDRs of the proxies that set it (a header from any other peer is not believed)")
 	}
 	return nil
 }

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"encoding/json"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,6 +73,8 @@ func TestWatchNamespaces(t *testing.T) {
 			TokenRate: 0.2, TokenBurst: 3, // one more every 5s
 			IPRate: 0.2, IPBurst: 6,
 			ClientIPHeader: "X-Forwarded-For",
+			// The test's requests come through "the proxy" on loopback.
+			TrustedProxies: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8")},
 		},
 		PushMaxConns: 64,
 	}, watched)

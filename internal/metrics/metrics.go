@@ -30,6 +30,7 @@ const (
 	MonitorDeadlineName      = "pushmon_monitor_deadline_timestamp_seconds"
 	MonitorLastValueName     = "pushmon_monitor_last_value"
 	MonitorTransitionsName   = "pushmon_transitions_total"
+	PushConnsRefusedName     = "pushmon_push_connections_refused_total"
 )
 
 // States are the values of pushmon_monitor_state's state label; each monitor
@@ -82,6 +83,10 @@ var (
 		Name: MonitorLastValueName,
 		Help: "The value (or ping) sent with the PushMonitor's last stored heartbeat (status.lastValue); absent when it carried none. Reported by the leader only.",
 	}, monitorLabels)
+	pushConnsRefused = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: PushConnsRefusedName,
+		Help: "Connections to the push endpoint closed at once by this replica because their client address already held --push-max-connections-per-address.",
+	})
 	monitorTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MonitorTransitionsName,
 		Help: "Transitions of the PushMonitor's state and Healthy reason made by this leader, by the state entered (to) and its reason.",
@@ -103,7 +108,7 @@ func init() {
 	for _, code := range []int{200, 400, 404, 405, 413, 415, 429, 503} {
 		pushByCode[code] = pushRequests.WithLabelValues(strconv.Itoa(code))
 	}
-	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, heartbeats, leader,
+	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats, leader,
 		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions)
 }
 
@@ -116,6 +121,9 @@ func ObservePush(code int, d time.Duration) {
 	c.Inc()
 	pushDuration.Observe(d.Seconds())
 }
+
+// CountConnRefused counts one connection closed over the per-address cap.
+func CountConnRefused() { pushConnsRefused.Inc() }
 
 // CountHeartbeat counts one accepted heartbeat.
 func CountHeartbeat(status monitoringv1alpha1.ReportedStatus) {

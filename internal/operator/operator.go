@@ -44,6 +44,9 @@ type Config struct {
 	PushLimits push.Limits
 	// PushMaxConns caps the push endpoint's concurrent connections; 0: none.
 	PushMaxConns int
+	// PushMaxConnsPerAddr caps concurrent connections from one client
+	// address (trusted proxies exempt); 0: none.
+	PushMaxConnsPerAddr int
 	// Webhooks registers the webhooks on the manager's webhook server (which
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
@@ -51,7 +54,9 @@ type Config struct {
 }
 
 // CacheOptions restricts the manager's Secret cache to the Secrets pushmon
-// labeled, so pushmon never holds other Secrets of the cluster in memory.
+// labeled, so pushmon never holds other Secrets of the cluster in memory, and
+// of those it holds only what it reads, and no data at all of the ones no
+// PushMonitor controls (trimSecret).
 // With namespaces, every namespaced object the manager caches (PushMonitors,
 // Secrets) is watched in those namespaces only, so that the manager needs
 // no more than a RoleBinding in each (docs/security.md); without, it watches
@@ -69,7 +74,7 @@ func CacheOptions(namespaces ...string) cache.Options {
 		// monitor they are a good part of each cached object.
 		DefaultTransform: cache.TransformStripManagedFields(),
 		ByObject: map[client.Object]cache.ByObject{
-			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue})},
+			&corev1.Secret{}:   {Label: labels.SelectorFromSet(labels.Set{token.LabelManagedBy: token.LabelManagedByValue}), Transform: trimSecret},
 			&corev1.Pod{}:      {Label: jobPods, Transform: controllers.TrimForCache},
 			&batchv1.Job{}:     {Transform: controllers.TrimForCache},
 			&batchv1.CronJob{}: {Transform: controllers.TrimForCache},
@@ -122,7 +127,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	if err := mgr.Add(coalescer); err != nil {
 		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
 	}
-	srv := push.New(push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns},
+	srv := push.New(push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns, MaxConnsPerAddr: cfg.PushMaxConnsPerAddr},
 		&token.Index{Reader: mgr.GetCache()},
 		coalescer,
 		mgr.GetLogger().WithName("push"))

@@ -52,10 +52,11 @@ type Limits struct {
 	// X-Forwarded-For, X-Real-IP) that carries the client's address. Empty:
 	// the client is the connection's peer, and no header is believed.
 	ClientIPHeader string
-	// TrustedProxies, when set, are the only peers whose ClientIPHeader is
-	// believed; in an X-Forwarded-For chain, addresses in them are skipped
-	// from the right. Empty with ClientIPHeader set: every peer is trusted,
-	// so the endpoint must be reachable only through the proxy.
+	// TrustedProxies are the only peers whose ClientIPHeader is believed;
+	// in an X-Forwarded-For chain, addresses in them are skipped from the
+	// right. Empty: no peer's header is believed, since any client could
+	// otherwise pick its own bucket (cmd/main.go refuses a header without
+	// trusted proxies).
 	TrustedProxies []netip.Prefix
 }
 
@@ -156,15 +157,17 @@ func pathToken(path string) string {
 }
 
 // clientIP is the address a request is limited by: the connection's peer,
-// or, when a trusted proxy header is configured and the peer is a trusted
-// proxy, the address that header names. A header that does not parse is
+// or, when a proxy header is configured and the peer is one of the trusted
+// proxies, the address that header names. A header that does not parse is
 // ignored, so a client cannot escape its peer address's bucket with junk.
 func (l *limiter) clientIP(r *http.Request) string {
 	peer := remoteIP(r.RemoteAddr)
 	if l.limits.ClientIPHeader == "" || !peer.IsValid() {
 		return peerKey(peer, r.RemoteAddr)
 	}
-	if len(l.limits.TrustedProxies) > 0 && !l.trusted(peer) {
+	if !l.trusted(peer) {
+		// Also with no trusted proxies at all: a header from anyone is a
+		// header any client can write.
 		return peer.String()
 	}
 	if ip, ok := l.fromHeader(r.Header.Values(l.limits.ClientIPHeader)); ok {
@@ -188,7 +191,7 @@ func (l *limiter) fromHeader(values []string) (netip.Addr, bool) {
 			return netip.Addr{}, false
 		}
 		ip = ip.Unmap()
-		if len(l.limits.TrustedProxies) > 0 && l.trusted(ip) && i > 0 {
+		if l.trusted(ip) && i > 0 {
 			continue
 		}
 		return ip, true
@@ -196,8 +199,10 @@ func (l *limiter) fromHeader(values []string) (netip.Addr, bool) {
 	return netip.Addr{}, false
 }
 
-func (l *limiter) trusted(ip netip.Addr) bool {
-	for _, p := range l.limits.TrustedProxies {
+func (l *limiter) trusted(ip netip.Addr) bool { return inPrefixes(ip, l.limits.TrustedProxies) }
+
+func inPrefixes(ip netip.Addr, prefixes []netip.Prefix) bool {
+	for _, p := range prefixes {
 		if p.Contains(ip) {
 			return true
 		}

@@ -22,6 +22,7 @@ import (
 	"mime"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"slices"
 	"strconv"
@@ -80,6 +81,11 @@ type Options struct {
 	Limits Limits
 	// MaxConns caps concurrent connections; 0: no cap.
 	MaxConns int
+	// MaxConnsPerAddr caps concurrent connections from one client address
+	// (the connection's peer), so that one host cannot hold every slot of
+	// MaxConns; over it a connection is closed at once. Peers in
+	// Limits.TrustedProxies are exempt (they carry many clients). 0: no cap.
+	MaxConnsPerAddr int
 }
 
 // Server is the push endpoint. It implements manager.Runnable and
@@ -143,12 +149,20 @@ func (s *Server) Start(ctx context.Context) error {
 	}
 	s.mu.Lock()
 	s.listener = ln.Addr()
+	opts := s.opts
 	s.mu.Unlock()
 
-	if s.opts.MaxConns > 0 {
+	if opts.MaxConnsPerAddr > 0 {
+		// Inside the global cap, so that refused connections never hold
+		// one of its slots.
+		ln = limitPerAddr(ln, opts.MaxConnsPerAddr, func(ip netip.Addr) bool {
+			return inPrefixes(ip, opts.Limits.TrustedProxies)
+		})
+	}
+	if opts.MaxConns > 0 {
 		// Over the cap, connections wait in the kernel's backlog instead of
 		// costing goroutines and memory here.
-		ln = netutil.LimitListener(ln, s.opts.MaxConns)
+		ln = netutil.LimitListener(ln, opts.MaxConns)
 	}
 	srv := &http.Server{
 		Handler:           s.Handler(),

@@ -23,12 +23,15 @@ const DigestField = ".pushmon.tokenDigest"
 // whatever the reason, so that callers answer all of them alike.
 var ErrUnknown = errors.New("unknown push token")
 
-// SetupIndex registers DigestField with the manager's cache. The cache holds
-// only Secrets with pushmon's labels (see cmd/main.go), so the index does too.
+// SetupIndex registers DigestField with the manager's cache. Only Secrets
+// with pushmon's labels that a PushMonitor controls are indexed: the labels
+// alone are anyone's to set, and a copy of a token in a Secret no monitor
+// controls must not make the real monitor's token ambiguous (Lookup refuses
+// a token claimed twice), nor cost memory for each tenant's Secret.
 func SetupIndex(ctx context.Context, indexer client.FieldIndexer) error {
 	return indexer.IndexField(ctx, &corev1.Secret{}, DigestField, func(o client.Object) []string {
 		s, ok := o.(*corev1.Secret)
-		if !ok || s.Labels[LabelManagedBy] != LabelManagedByValue {
+		if !ok || s.Labels[LabelManagedBy] != LabelManagedByValue || ControllingMonitor(s) == nil {
 			return nil
 		}
 		var keys []string
@@ -111,9 +114,9 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 			// reconciler drops it): as if the Secret did not hold it.
 			continue
 		}
-		ref := monitorOwner(s)
+		ref := ControllingMonitor(s)
 		if ref == nil {
-			return nil, ErrUnknown
+			continue // claims nothing (SetupIndex does not index it either)
 		}
 		var m monitoringv1alpha1.PushMonitor
 		err := i.Reader.Get(ctx, types.NamespacedName{Namespace: s.Namespace, Name: ref.Name}, &m, client.UnsafeDisableDeepCopy)
@@ -141,8 +144,10 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	return found, nil
 }
 
-// monitorOwner is the PushMonitor controlling s, if any.
-func monitorOwner(s *corev1.Secret) *metav1.OwnerReference {
+// ControllingMonitor is the owner reference of the PushMonitor that controls
+// s (controller=true, kind PushMonitor of pushmon's API group and version),
+// or nil. Its UID is not checked against a live monitor here.
+func ControllingMonitor(s *corev1.Secret) *metav1.OwnerReference {
 	for i, ref := range s.OwnerReferences {
 		if ref.Controller != nil && *ref.Controller &&
 			ref.Kind == "PushMonitor" && ref.APIVersion == monitoringv1alpha1.GroupVersion.String() {

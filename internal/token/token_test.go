@@ -271,8 +271,13 @@ func TestIndexLookup(t *testing.T) {
 			job(), jobSecret(), idxMonitor("other", "uid-2", "a-copy"), idxSecret("a-copy", "other", "uid-2", goodToken)}},
 		{name: "token copied into another monitor's secret, listed last", lookup: goodToken, wantErr: ErrUnknown, objs: []client.Object{
 			job(), jobSecret(), idxMonitor("other", "uid-2", "z-copy"), idxSecret("z-copy", "other", "uid-2", goodToken)}},
-		{name: "token copied into a secret no monitor controls", lookup: goodToken, wantErr: ErrUnknown, objs: []client.Object{
+		// A labeled Secret no monitor controls is not indexed, so a copy of
+		// a token in one cannot make the real monitor's pushes unknown
+		// (anyone who may create Secrets could otherwise take it Down).
+		{name: "token copied into a secret no monitor controls", lookup: goodToken, want: "job", objs: []client.Object{
 			job(), jobSecret(), withSecret(idxSecret("z-copy", "other", "uid-2", goodToken), func(s *corev1.Secret) { s.OwnerReferences = nil })}},
+		{name: "token copied into a secret whose controller is of another kind", lookup: goodToken, want: "job", objs: []client.Object{
+			job(), jobSecret(), withSecret(idxSecret("a-copy", "job", "uid-1", goodToken), func(s *corev1.Secret) { s.OwnerReferences[0].Kind = "ConfigMap" })}},
 		{name: "stale copy of a deleted monitor beside the live secret", lookup: goodToken, want: "job", objs: []client.Object{
 			job(), jobSecret(), idxSecret("a-stale", "gone", "uid-9", goodToken)}},
 		{name: "list fails", lookup: goodToken, listErr: apiErr},
@@ -338,6 +343,14 @@ func TestIndexExtractor(t *testing.T) {
 		{name: "other manager", obj: s, mutate: func(s *corev1.Secret) { s.Labels[LabelManagedBy] = "helm" }},
 		{name: "no token key", obj: s, mutate: func(s *corev1.Secret) { delete(s.Data, SecretKeyToken) }},
 		{name: "empty token", obj: s, mutate: func(s *corev1.Secret) { s.Data[SecretKeyToken] = nil }},
+		// Labeled but no PushMonitor's: not indexed (nor, by the cache
+		// transform, held whole).
+		{name: "no owner", obj: s, mutate: func(s *corev1.Secret) { s.OwnerReferences = nil }},
+		{name: "owner not the controller", obj: s, mutate: func(s *corev1.Secret) { s.OwnerReferences[0].Controller = ptr.To(false) }},
+		{name: "controller of another kind", obj: s, mutate: func(s *corev1.Secret) { s.OwnerReferences[0].Kind = "ConfigMap" }},
+		{name: "controller of another API version", obj: s, mutate: func(s *corev1.Secret) {
+			s.OwnerReferences[0].APIVersion = "monitoring.pushmon.dev/v2"
+		}},
 		{name: "not a secret", obj: &corev1.ConfigMap{}},
 	}
 	for _, tc := range tests {
