@@ -302,6 +302,7 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 		return err
 	}
 	st.LastReportedStatus, st.LastMessage, st.LastExitCode = monitoringv1alpha1.ReportedFailed, msg, code
+	st.LastFailure = &monitoringv1alpha1.FailureReport{Time: at, Status: monitoringv1alpha1.ReportedFailed, Message: msg, ExitCode: code}
 	heartbeat.CountResult(st, false)
 	return nil
 }

@@ -164,7 +164,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			h = r.explainCronJob(ctx, eval, h, !sameHealth(orig, h))
 		}
 	}
-	r.applyHealth(&m, h)
+	r.applyHealth(&m, h, now)
 	if secretErr == nil {
 		m.Status.ObservedGeneration = m.Generation
 	}
@@ -222,7 +222,17 @@ func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, stat
 	return changed
 }
 
-func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health) {
+func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health, now time.Time) {
+	if m.Status.State != h.State || m.Status.StateSince == nil {
+		// Never before the newest heartbeat: the state was decided with it,
+		// so a failure stamped before it (by any replica's clock) was seen.
+		since := now
+		if t := m.Status.LastHeartbeatTime; t != nil && t.After(since) {
+			since = t.Time
+		}
+		at := metav1.NewMicroTime(since)
+		m.Status.StateSince = &at
+	}
 	m.Status.State = h.State
 	if h.NextRun != nil {
 		m.Status.NextRunTime = &metav1.Time{Time: *h.NextRun}

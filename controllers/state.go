@@ -92,6 +92,17 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 			Reason: failureReason(st), Message: failureMessage(m), NextRun: nextRun(m, anchor),
 			RecheckAfter: untilRunTooLong(runDeadline, now)}
 	}
+	if f := unshownFailure(m); f != nil {
+		// Reported and superseded by a success before any leader evaluated
+		// it (a leader change, or both written between two reconciles): the
+		// client said it failed, so the monitor goes Down for it now, and
+		// the success brings it back at the next evaluation.
+		shown := m.DeepCopy()
+		shown.Status.LastReportedStatus, shown.Status.LastMessage, shown.Status.LastExitCode = f.Status, f.Message, f.ExitCode
+		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
+			Reason: failureReason(&shown.Status), NextRun: nextRun(m, anchor),
+			Message: failureMessage(shown) + fmt.Sprintf(" (reported at %s, a success since)", f.Time.UTC().Format(time.RFC3339))}
+	}
 	prevDown := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
 	if st.State == monitoringv1alpha1.StateDown && prevDown != nil && isReported(prevDown.Reason) &&
 		!reached(st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold) {
@@ -162,6 +173,20 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 		h.Message = fmt.Sprintf("the last run failed (%d of %d failures in a row before Down)", st.ConsecutiveFailures, m.Spec.FailureThreshold)
 	}
 	return h
+}
+
+// unshownFailure is the failure a client reported after the monitor entered
+// its current state, if the monitor is not Down: a report no leader has shown.
+// Only for monitors that go Down on one failure (with failureThreshold above
+// 1 the counts in a row decide).
+func unshownFailure(m *monitoringv1alpha1.PushMonitor) *monitoringv1alpha1.FailureReport {
+	st := &m.Status
+	f := st.LastFailure
+	if f == nil || st.StateSince == nil || st.State == monitoringv1alpha1.StateDown || m.Spec.FailureThreshold > 1 ||
+		!f.Time.After(st.StateSince.Time) {
+		return nil
+	}
+	return f
 }
 
 // scheduled is when a scheduled run is due and when missing it turns the

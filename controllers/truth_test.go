@@ -207,3 +207,45 @@ func watchVersions(t *testing.T, m *monitoringv1alpha1.PushMonitor) func() []*mo
 		return append([]*monitoringv1alpha1.PushMonitor(nil), seen...)
 	}
 }
+
+// A down report superseded by an up report before any leader evaluated it
+// (here: both stored while no manager ran, as during a failover) is still
+// shown: the new leader turns the monitor Down for it (DownReported, with
+// its message) and then back Up (Recovered), one event each.
+func TestFailureSupersededBeforeAnyLeaderSawIt(t *testing.T) {
+	g := NewWithT(t)
+	m := monitor(newNamespace(t), "flap", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "msg=fine")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+
+	stopManager()
+	restarted := false
+	t.Cleanup(func() {
+		if !restarted {
+			_ = startManager()
+		}
+	})
+	w := &heartbeat.Writer{Client: k8sClient}
+	cur := getMonitor(g, m)
+	g.Expect(w.Record(context.Background(), cur, heartbeat.Heartbeat{
+		Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedDown, Message: "disk-full"})).To(Succeed())
+	cur = getMonitor(g, m)
+	g.Expect(w.Record(context.Background(), cur, heartbeat.Heartbeat{
+		Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedUp, Message: "fixed"})).To(Succeed())
+	restarted = true
+	g.Expect(startManager()).To(Succeed())
+
+	evs := expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	g.Expect(evs[0].Note).To(ContainSubstring("disk-full"))
+	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("fixed"))
+	g.Expect(got.Status.LastFailure).NotTo(BeNil())
+	g.Expect(got.Status.LastFailure.Message).To(Equal("disk-full"))
+	g.Consistently(func(g Gomega) {
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonDownReported))).To(Equal(1))
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonRecovered))).To(Equal(1))
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+}

@@ -177,6 +177,25 @@ type OpenRun struct {
 	StartTime metav1.MicroTime `json:"startTime"`
 }
 
+// FailureReport is a failure a client reported (or a followed CronJob's
+// failed Job), kept so that the leader shows it as a Down even when a success
+// superseded it before any leader evaluated it (a failover, a fast flap).
+type FailureReport struct {
+	// time is when the push endpoint received the report (or the Job ended).
+	// +required
+	Time metav1.MicroTime `json:"time"`
+	// status is what was reported: Down (status=down) or Failed (a failed
+	// run).
+	// +required
+	Status ReportedStatus `json:"status"`
+	// message is the report's msg (length-capped), or the Job's diagnosis.
+	// +optional
+	Message string `json:"message,omitempty"`
+	// exitCode is the exit status reported with it, if any.
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+}
+
 // CronJobReference names a CronJob in the monitor's namespace.
 type CronJobReference struct {
 	// name of the CronJob.
@@ -208,6 +227,17 @@ type PushMonitorStatus struct {
 	// shortest decimal form (42.50 is stored as 42.5, 1e3 as 1000).
 	// +optional
 	LastValue string `json:"lastValue,omitempty"`
+
+	// lastFailure is the newest failure reported (status=down, a failed run
+	// or Job), kept after later successes.
+	// +optional
+	LastFailure *FailureReport `json:"lastFailure,omitempty"`
+
+	// stateSince is when the monitor entered its current state (microsecond
+	// precision; never before the heartbeat that caused it). A lastFailure
+	// after it is one no leader has shown yet.
+	// +optional
+	StateSince *metav1.MicroTime `json:"stateSince,omitempty"`
 
 	// deadline is when the monitor goes Down absent a heartbeat. While Down
 	// because a heartbeat was missed, it is the deadline that was missed.

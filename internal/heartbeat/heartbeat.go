@@ -154,6 +154,11 @@ func (w *Writer) patchHeartbeat(ctx context.Context, cur *monitoringv1alpha1.Pus
 		{Op: "add", Path: "/status/lastMessage", Value: hb.Message},
 		{Op: "add", Path: "/status/lastValue", Value: hb.Value},
 	}
+	if hb.Status == monitoringv1alpha1.ReportedDown {
+		// Kept after later successes, so that the leader shows this report
+		// even if an up push supersedes it before any leader evaluates it.
+		ops = append(ops, patchOp{Op: "add", Path: "/status/lastFailure", Value: failureOf(hb)})
+	}
 	if cur.Status.State == monitoringv1alpha1.StateUp && !cur.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp &&
 		cur.Spec.CronJobRef == nil { // a followed CronJob's schedule is known to the reconciler only
 		// While Up, the new deadline follows from the heartbeat alone; writing
@@ -188,4 +193,13 @@ func (w *Writer) reread(ctx context.Context, m *monitoringv1alpha1.PushMonitor) 
 		return nil, ErrMonitorReplaced
 	}
 	return fresh, nil
+}
+
+// failureOf is what status keeps of a failure report.
+func failureOf(hb Heartbeat) *monitoringv1alpha1.FailureReport {
+	st := monitoringv1alpha1.ReportedDown
+	if hb.Kind == KindFail {
+		st = monitoringv1alpha1.ReportedFailed
+	}
+	return &monitoringv1alpha1.FailureReport{Time: metav1.NewMicroTime(hb.Time), Status: st, Message: hb.Message, ExitCode: hb.ExitCode}
 }

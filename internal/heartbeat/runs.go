@@ -90,8 +90,10 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 	switch {
 	case hb.Kind == KindFail:
 		st.LastReportedStatus = monitoringv1alpha1.ReportedFailed
+		st.LastFailure = failureOf(hb)
 	case hb.Status == monitoringv1alpha1.ReportedDown:
 		st.LastReportedStatus = monitoringv1alpha1.ReportedDown
+		st.LastFailure = failureOf(hb)
 	default:
 		st.LastReportedStatus = monitoringv1alpha1.ReportedUp
 	}
