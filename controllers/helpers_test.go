@@ -139,14 +139,27 @@ func occurrences(evs []eventsv1.Event) int {
 	return n
 }
 
-// expectEvents waits until exactly n occurrences of reason exist about m.
+// eventsHold is how long expectEvents watches a count that reached n: the
+// recorder writes events asynchronously, and a second occurrence of an
+// event (a duplicate) is written at once as a series of 2, so a short hold
+// catches one. Short, so that the suite stays fast.
+const eventsHold = time.Second
+
+// expectEvents waits until n occurrences of reason exist about m, then
+// checks that the count stays exactly n for eventsHold (reaching n is not
+// "exactly n": a duplicate may be on its way).
 func expectEvents(t *testing.T, m *monitoringv1alpha1.PushMonitor, reason string, n int) []eventsv1.Event {
 	t.Helper()
 	var got []eventsv1.Event
-	NewWithT(t).Eventually(func(g Gomega) {
+	g := NewWithT(t)
+	g.Eventually(func(g Gomega) {
 		got = events(g, m, reason)
 		g.Expect(occurrences(got)).To(Equal(n))
-	}).Should(Succeed())
+	}).Should(Succeed(), "%d %s event(s)", n, reason)
+	g.Consistently(func(g Gomega) {
+		got = events(g, m, reason)
+		g.Expect(occurrences(got)).To(Equal(n))
+	}).WithTimeout(eventsHold).WithPolling(50*time.Millisecond).Should(Succeed(), "exactly %d %s event(s), no more", n, reason)
 	return got
 }
 

@@ -17,6 +17,7 @@ import (
 	"unicode/utf8"
 
 	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/meta"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	pushsrv "github.com/pushmon/pushmon/internal/push"
@@ -53,7 +54,8 @@ func TestHostileInput(t *testing.T) {
 	m := monitor(ns, "hostile", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=before")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	up := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	upSince := meta.FindStatusCondition(up.Status.Conditions, monitoringv1alpha1.HealthyCondition).LastTransitionTime
 	base := "http://" + pushAddr
 	at := base + token.PushPathPrefix + tok
 	capMsg := pushsrv.DefaultMaxMessageBytes
@@ -142,6 +144,24 @@ func TestHostileInput(t *testing.T) {
 		})
 	}
 
+	// No hostile request turned the monitor Down, checked before the up push
+	// below (which would hide a Down behind a Recovered): still Up for the
+	// first heartbeat's reason, Healthy never moved since, no client ever
+	// reported down, and no event of a Down or a recovery from one. Watched
+	// for a while, since a Down is written and its event emitted
+	// asynchronously.
+	g.Consistently(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp), "no hostile request reported Down")
+		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonHeartbeatReceived))
+		g.Expect(c.LastTransitionTime).To(Equal(upSince), "Healthy has not changed since the first push")
+		g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedUp))
+		for _, reason := range []string{monitoringv1alpha1.ReasonDownReported, monitoringv1alpha1.ReasonHeartbeatMissed, monitoringv1alpha1.ReasonRecovered} {
+			g.Expect(events(g, m, reason)).To(BeEmpty(), "a %s event", reason)
+		}
+	}).WithTimeout(2 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
+
 	// The cleaned message was stored cleaned, and nothing stored is invalid.
 	mustPush(t, tok, "msg="+url.QueryEscape("last\x00\x1b[31m\xff"+strings.Repeat("é", capMsg)))
 	g.Eventually(func(g Gomega) {
@@ -149,7 +169,6 @@ func TestHostileInput(t *testing.T) {
 		g.Expect(got.Status.LastMessage).To(HavePrefix("last\uFFFD\uFFFD[31m\uFFFDé"))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	got := getMonitor(g, m)
-	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp), "no hostile request reported Down")
 	g.Expect(utf8.ValidString(got.Status.LastMessage)).To(BeTrue())
 	g.Expect(len(got.Status.LastMessage)).To(BeNumerically("<=", capMsg))
 	g.Expect(strings.IndexFunc(got.Status.LastMessage, unicode.IsControl)).To(Equal(-1))

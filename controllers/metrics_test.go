@@ -73,6 +73,15 @@ func sample(mfs map[string]*dto.MetricFamily, name string, want map[string]strin
 	return 0, false
 }
 
+// pushesObserved is how many pushes the duration histogram has timed.
+func pushesObserved(mfs map[string]*dto.MetricFamily) uint64 {
+	var n uint64
+	for _, m := range mfs[metrics.PushDurationName].GetMetric() {
+		n += m.GetHistogram().GetSampleCount()
+	}
+	return n
+}
+
 // value is sample's value, 0 for a series that does not exist.
 func value(mfs map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	v, _ := sample(mfs, name, want)
@@ -155,7 +164,7 @@ func expectMonitorMetrics(t *testing.T, m *monitoringv1alpha1.PushMonitor, state
 			g.Expect(ok).To(BeTrue())
 			g.Expect(deadline).To(BeNumerically("~", float64(got.Status.Deadline.UnixMicro())/1e6, 1e-3))
 		}
-	}).WithTimeout(10 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
+	}).WithPolling(20 * time.Millisecond).Should(Succeed())
 }
 
 // TestMetricsLifecycle scrapes one monitor's series across Pending → Up →
@@ -175,6 +184,7 @@ func TestMetricsLifecycle(t *testing.T) {
 	hbUp := value(mfs, metrics.HeartbeatsName, map[string]string{"status": "up"})
 	hbDown := value(mfs, metrics.HeartbeatsName, map[string]string{"status": "down"})
 	bad := value(mfs, metrics.PushRequestsName, map[string]string{"code": "400"})
+	observed := pushesObserved(mfs)
 
 	mustPush(t, tok, "msg=first")
 	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 1)
@@ -202,7 +212,7 @@ func TestMetricsLifecycle(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		mfs, _ := scrape(g)
 		g.Expect(value(mfs, metrics.MonitorLastValueName, map[string]string{"namespace": ns, "name": "scraped"})).To(Equal(42.5))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	ev = expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^heartbeats arrive again after \d+s Down: back$`))
 
@@ -211,13 +221,39 @@ func TestMetricsLifecycle(t *testing.T) {
 	code, _ := push(t, http.MethodPost, tok, "status=sideways")
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 
-	// Every replica counts its pushes (here the only one answered them all).
+	// Every replica counts its pushes (here the only one answered them all),
+	// each exactly once: 3 answered 200 (2 up, 1 down), 1 answered 400, all
+	// 4 timed. Tests run one at a time, so nothing else pushes meanwhile. A
+	// push is counted just after its answer is written, hence Eventually;
+	// then held, since a second count of the same push may come later.
+	pushCounts := func(g Gomega) {
+		mfs, _ := scrape(g)
+		g.Expect(value(mfs, metrics.PushRequestsName, map[string]string{"code": "200"})-ok200).To(Equal(3.0), "pushes answered 200")
+		g.Expect(value(mfs, metrics.PushRequestsName, map[string]string{"code": "400"})-bad).To(Equal(1.0), "pushes answered 400")
+		g.Expect(value(mfs, metrics.HeartbeatsName, map[string]string{"status": "up"})-hbUp).To(Equal(2.0), "up heartbeats")
+		g.Expect(value(mfs, metrics.HeartbeatsName, map[string]string{"status": "down"})-hbDown).To(Equal(1.0), "down heartbeats")
+		g.Expect(pushesObserved(mfs)-observed).To(Equal(uint64(4)), "pushes timed")
+	}
+	g.Eventually(pushCounts).Should(Succeed())
+	g.Consistently(pushCounts).WithPolling(50 * time.Millisecond).Should(Succeed())
+	// Each transition counted once: the five this monitor went through.
+	g.Consistently(func(g Gomega) {
+		mfs, _ := scrape(g)
+		for _, tr := range []struct {
+			to     monitoringv1alpha1.MonitorState
+			reason string
+		}{
+			{monitoringv1alpha1.StatePending, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat},
+			{monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived},
+			{monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed},
+			{monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered},
+			{monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported},
+		} {
+			g.Expect(value(mfs, metrics.MonitorTransitionsName, map[string]string{
+				"namespace": ns, "name": m.Name, "to": string(tr.to), "reason": tr.reason})).To(Equal(1.0), "transitions to %s/%s", tr.to, tr.reason)
+		}
+	}).WithPolling(50 * time.Millisecond).Should(Succeed())
 	mfs, text := scrape(g)
-	g.Expect(value(mfs, metrics.PushRequestsName, map[string]string{"code": "200"})).To(BeNumerically(">=", ok200+3))
-	g.Expect(value(mfs, metrics.PushRequestsName, map[string]string{"code": "400"})).To(BeNumerically(">=", bad+1))
-	g.Expect(value(mfs, metrics.HeartbeatsName, map[string]string{"status": "up"})).To(BeNumerically(">=", hbUp+2))
-	g.Expect(value(mfs, metrics.HeartbeatsName, map[string]string{"status": "down"})).To(BeNumerically(">=", hbDown+1))
-	g.Expect(mfs[metrics.PushDurationName].GetMetric()[0].GetHistogram().GetSampleCount()).To(BeNumerically(">=", 4))
 	g.Expect(text).NotTo(ContainSubstring(tok))
 	g.Expect(logs.String()).NotTo(ContainSubstring(tok))
 
@@ -227,7 +263,7 @@ func TestMetricsLifecycle(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		mfs, _ := scrape(g)
 		g.Expect(monitorSeries(mfs, m)).To(BeZero())
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 }
 
 // TestMetricsSuspended: a Suspended monitor has a state series but neither

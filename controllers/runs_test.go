@@ -1,26 +1,37 @@
 package controllers_test
 
 import (
+	"context"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/interceptor"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 )
 
 // pingURL is the Healthchecks-style URL of a token.
 func pingURL(tok string) string { return "http://" + pushAddr + "/ping/" + tok }
 
-// sh runs a shell script as users write it, with URL set.
+// sh runs a shell script as users write it, with URL set, and returns its
+// output. The script's exit status is part of what is tested: a script that
+// fails (curl -f on an answer other than 2xx, say) fails the test.
 func sh(t *testing.T, url, script string) string {
 	t.Helper()
 	cmd := exec.Command("/bin/sh", "-c", script)
 	cmd.Env = append(cmd.Environ(), "URL="+url)
-	out, _ := cmd.CombinedOutput() // the script's own exit status is part of what is tested
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("script failed (%v):\n%s\noutput:\n%s", err, script, out)
+	}
 	return string(out)
 }
 
@@ -133,4 +144,78 @@ func TestFailureAndRecoveryThresholds(t *testing.T) {
 	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
 	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
 	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+}
+
+// TestRunSignalsUnderConflict: two run signals written at once from the same
+// copy of a monitor (as two replicas, or two requests on one, read it from
+// their caches): one write conflicts, is re-read and retried, and both are
+// counted exactly once — both runs open, then both closed and both
+// failures counted.
+func TestRunSignalsUnderConflict(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	m := monitor(newNamespace(t), "parallel", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), FailureThreshold: 3})
+	createMonitor(t, m)
+
+	// A client that counts the status writes refused with a conflict.
+	var conflicts atomic.Int64
+	base, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
+	g.Expect(err).NotTo(HaveOccurred())
+	c := interceptor.NewClient(base, interceptor.Funcs{
+		SubResourcePatch: func(ctx context.Context, c client.Client, sub string, obj client.Object, patch client.Patch, opts ...client.SubResourcePatchOption) error {
+			err := c.SubResource(sub).Patch(ctx, obj, patch, opts...)
+			if apierrors.IsConflict(err) {
+				conflicts.Add(1)
+			}
+			return err
+		},
+	})
+	w := &heartbeat.Writer{Client: c, Reader: k8sClient}
+
+	// together writes the signals concurrently, all from one copy, and
+	// returns how many writes conflicted.
+	together := func(read *monitoringv1alpha1.PushMonitor, hbs ...heartbeat.Heartbeat) int64 {
+		t.Helper()
+		before := conflicts.Load()
+		start := make(chan struct{})
+		errs := make(chan error, len(hbs))
+		for _, hb := range hbs {
+			go func() {
+				<-start
+				errs <- w.Record(ctx, read, hb)
+			}()
+		}
+		close(start)
+		for range hbs {
+			g.Expect(<-errs).To(Succeed())
+		}
+		return conflicts.Load() - before
+	}
+	rid := func(k heartbeat.Kind, id string) heartbeat.Heartbeat {
+		return heartbeat.Heartbeat{Kind: k, RunID: id, Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedUp}
+	}
+
+	raced := together(getMonitor(g, m), rid(heartbeat.KindStart, "a"), rid(heartbeat.KindStart, "b"))
+	got := getMonitor(g, m)
+	g.Expect(got.Status.OpenRuns).To(HaveLen(2), "each start recorded once")
+	g.Expect([]string{got.Status.OpenRuns[0].RunID, got.Status.OpenRuns[1].RunID}).To(ConsistOf("a", "b"), "each start recorded once")
+	g.Expect(raced).To(BeNumerically(">", 0), "the writes raced: one was refused and retried")
+
+	fail := func(id string) heartbeat.Heartbeat {
+		hb := rid(heartbeat.KindFail, id)
+		hb.Status, hb.Message = monitoringv1alpha1.ReportedDown, "failed "+id
+		return hb
+	}
+	raced = together(got, fail("a"), fail("b"))
+	got = getMonitor(g, m)
+	g.Expect(got.Status.OpenRuns).To(BeEmpty(), "each run closed once")
+	g.Expect(got.Status.ConsecutiveFailures).To(Equal(int32(2)), "each failure counted once")
+	g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedFailed))
+	g.Expect(raced).To(BeNumerically(">", 0), "the writes raced: one was refused and retried")
+	// Below failureThreshold 3: still Up.
+	g.Consistently(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.ConsecutiveFailures).To(Equal(int32(2)))
+		g.Expect(got.Status.State).NotTo(Equal(monitoringv1alpha1.StateDown))
+	}).WithPolling(50 * time.Millisecond).Should(Succeed())
 }

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	"github.com/onsi/gomega"
 	"go.uber.org/zap/zapcore"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
@@ -59,7 +60,17 @@ func TestMain(m *testing.M) {
 	os.Exit(runSuite(m))
 }
 
+// Suite-wide gomega defaults. Gomega's own (1s, 100ms) are too tight for
+// a real API server under -race on two loaded cores; a call that needs a
+// tighter bound says so itself.
+const (
+	eventuallyTimeout    = 10 * time.Second
+	consistentlyDuration = time.Second
+)
+
 func runSuite(m *testing.M) int {
+	gomega.SetDefaultEventuallyTimeout(eventuallyTimeout)
+	gomega.SetDefaultConsistentlyDuration(consistentlyDuration)
 	assets := os.Getenv("KUBEBUILDER_ASSETS")
 	if assets == "" {
 		assets = filepath.Join("..", "bin", "k8s")

@@ -57,6 +57,12 @@ func init() {
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	// One suite-wide default that fits a real API server under -race on two
+	// loaded cores, where installs and their rollouts set the pace (gomega's
+	// own: 1s), instead of a timeout on each call; a call that needs another
+	// bound says so.
+	gomega.SetDefaultEventuallyTimeout(30 * time.Second)
+	gomega.SetDefaultConsistentlyDuration(time.Second)
 	root, _ = filepath.Abs(filepath.Join("..", ".."))
 	var err error
 	if assets, err = testutil.Assets(root, "etcd", "kube-apiserver", "kubectl"); err != nil {
@@ -149,7 +155,7 @@ func installPrerequisites() error {
 			g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Name: name}, crd)).To(gomega.Succeed())
 			g.Expect(established(crd)).To(gomega.BeTrue(), "CRD %s not established", name)
 		}
-	}).WithTimeout(30 * time.Second).WithPolling(100 * time.Millisecond).Should(gomega.Succeed())
+	}).WithPolling(100 * time.Millisecond).Should(gomega.Succeed())
 	if !ok {
 		return errors.New(failure)
 	}

@@ -60,7 +60,7 @@ func TestCronJobRef(t *testing.T) {
 		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.ReadyCondition)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonCronJobNotFound))
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 
 	berlin := "Europe/Berlin"
 	cj := cronJob(ns, "backup", "", "true", true)
@@ -87,7 +87,7 @@ func TestCronJobRef(t *testing.T) {
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
 		g.Expect(got.Status.LastRunDuration).NotTo(BeNil())
 		g.Expect(got.Status.OpenRuns).To(BeEmpty())
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 
 	// A run whose container is OOMKilled: Down, and the message says so.
 	out, err = runKubectl(ctx, "-n", ns, "create", "job", "run-2", "--from=cronjob/backup")
@@ -133,14 +133,14 @@ func TestCronJobAnnotationOptIn(t *testing.T) {
 		g.Expect(got.Spec.CronJobRef).NotTo(BeNil())
 		g.Expect(got.Spec.CronJobRef.Name).To(Equal("reports"))
 		g.Expect(metav1.IsControlledBy(got, cj)).To(BeTrue())
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonCronJobSuspended)
 
 	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json",
 		[]byte(`{"metadata":{"annotations":{"monitoring.pushmon.dev/monitor":null}}}`)))).To(Succeed())
 	g.Eventually(func() bool {
 		return apierrors.IsNotFound(k8sClient.Get(ctx, client.ObjectKeyFromObject(m), &monitoringv1alpha1.PushMonitor{}))
-	}).WithTimeout(20 * time.Second).Should(BeTrue())
+	}).Should(BeTrue())
 
 	// A monitor of that name that pushmon did not create is left alone.
 	own := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "reports"},
@@ -156,7 +156,7 @@ func TestCronJobAnnotationOptIn(t *testing.T) {
 			found = found || e.Reason == "PushMonitorNameTaken" && e.Regarding.Name == "reports"
 		}
 		g.Expect(found).To(BeTrue())
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	got := &monitoringv1alpha1.PushMonitor{}
 	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(own), got)).To(Succeed())
 	g.Expect(got.Spec.CronJobRef).To(BeNil())
@@ -211,7 +211,7 @@ func TestCronJobBackoffLimitAndDeletion(t *testing.T) {
 	cj.Annotations = map[string]string{"monitoring.pushmon.dev/monitor": "auto"}
 	g.Expect(k8sClient.Create(ctx, cj)).To(Succeed())
 	m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "import"}}
-	g.Eventually(func(g Gomega) { getMonitor(g, m) }).WithTimeout(20 * time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) { getMonitor(g, m) }).Should(Succeed())
 
 	out, err := runKubectl(ctx, "-n", ns, "create", "job", "import-now", "--from=cronjob/import")
 	g.Expect(err).NotTo(HaveOccurred(), out)

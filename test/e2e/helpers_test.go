@@ -45,7 +45,7 @@ func createMonitor(t *testing.T, ns, name string, timeout time.Duration) (*monit
 		got := getMonitor(g, m)
 		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)).To(BeTrue())
 		g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: got.Status.SecretName}, &s)).To(Succeed())
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	return m, string(s.Data[token.SecretKeyToken])
 }
 
@@ -65,7 +65,7 @@ func expectState(t *testing.T, m *monitoringv1alpha1.PushMonitor, state monitori
 		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Reason).To(Equal(reason))
-	}).WithTimeout(20 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	return got
 }
 

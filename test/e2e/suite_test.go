@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -50,6 +51,12 @@ func init() {
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	// One suite-wide default that fits a real API server under -race on two
+	// loaded cores, where kube-controller-manager's Jobs and Pods set the
+	// pace (gomega's own: 1s), instead of a timeout on each call; a call
+	// that needs another bound says so.
+	gomega.SetDefaultEventuallyTimeout(20 * time.Second)
+	gomega.SetDefaultConsistentlyDuration(time.Second)
 	root, _ = filepath.Abs(filepath.Join("..", ".."))
 	assets, err := testutil.Assets(root, "etcd", "kube-apiserver", "kube-controller-manager", "kubectl")
 	if err != nil {

@@ -25,6 +25,15 @@ import (
 
 const leaseName = "pushmon.monitoring.pushmon.dev"
 
+// One suite-wide default that fits manager processes and a real API server
+// under -race on two loaded cores (gomega's own: 1s), instead of a timeout
+// on each call; a call that needs another bound says so. (init runs before
+// TestMain and every test.)
+func init() {
+	SetDefaultEventuallyTimeout(10 * time.Second)
+	SetDefaultConsistentlyDuration(time.Second)
+}
+
 func newNamespace(t *testing.T, name string) string {
 	t.Helper()
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: name + "-"}}
@@ -88,6 +97,14 @@ func leaseHolder(g Gomega) string {
 		return ""
 	}
 	return *l.Spec.HolderIdentity
+}
+
+// leaseAcquired is when the current holder took the lease.
+func leaseAcquired(g Gomega) time.Time {
+	var l coordinationv1.Lease
+	g.Expect(k8sClient.Get(context.Background(), client.ObjectKey{Namespace: "default", Name: leaseName}, &l)).To(Succeed())
+	g.Expect(l.Spec.AcquireTime).NotTo(BeNil())
+	return l.Spec.AcquireTime.Time
 }
 
 func waitForLeader(t *testing.T, replicas []*replica) *replica {
@@ -172,7 +189,7 @@ func TestLeaderFailover(t *testing.T) {
 	p := startPusher(tok, replicas, 500*time.Millisecond)
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 
 	leader.kill()
 	t.Logf("killed leader %s", leader.name)
@@ -201,7 +218,7 @@ func TestLeaderFailover(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		got := get(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(missedEvents(g, m)).To(Equal(1)) }).Should(Succeed())
 }
 
@@ -213,7 +230,8 @@ func TestAllReplicasStopped(t *testing.T) {
 	replicas := []*replica{startReplica(t, "d", ""), startReplica(t, "e", "")}
 	waitForLeader(t, replicas)
 	ns := newNamespace(t, "outage")
-	m, tok := createMonitor(t, ns, "job", 2*time.Second, time.Second)
+	const timeout, grace = 2 * time.Second, time.Second
+	m, tok := createMonitor(t, ns, "job", timeout, grace)
 	code, err := push(replicas[0].pushAddr, tok, "msg=before")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(code).To(Equal(200))
@@ -222,7 +240,7 @@ func TestAllReplicasStopped(t *testing.T) {
 		got := get(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
 		deadline = got.Status.Deadline.Time
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 
 	for _, r := range replicas {
 		r.kill()
@@ -230,14 +248,29 @@ func TestAllReplicasStopped(t *testing.T) {
 	time.Sleep(time.Until(deadline.Add(3 * time.Second))) // nobody watches past the deadline
 	started := time.Now()
 	replicas = []*replica{startReplica(t, "f", ""), startReplica(t, "g", "")}
+	// No false Down on restart: held from the restart through timeout +
+	// grace after it (a new leader anchors at when it began watching, which
+	// is later still), not sampled once when the lease is taken, before the
+	// new leader may have evaluated the monitor at all.
 	waitForLeader(t, replicas)
-	g.Expect(get(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp), "no false Down on restart")
+	// The new leader begins watching once it holds the lease, so no Down is
+	// due before its acquireTime + timeout + grace.
+	acquired := leaseAcquired(g)
+	g.Expect(acquired).To(BeTemporally(">=", started.Truncate(time.Microsecond)), "the lease is the new leader's")
+	t.Logf("lease acquired %v after the restart", acquired.Sub(started).Round(time.Millisecond))
+	g.Consistently(func(g Gomega) {
+		g.Expect(get(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp), "no false Down on restart")
+		g.Expect(missedEvents(g, m)).To(BeZero())
+	}).WithTimeout(time.Until(acquired.Add(timeout + grace))).WithPolling(50 * time.Millisecond).Should(Succeed())
+	// The real outage is still caught, one timeout + grace after the new
+	// leader began watching.
 	g.Eventually(func(g Gomega) {
 		got := get(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
-		g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", started.Add(3*time.Second)))
+		g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", acquired.Add(timeout+grace)))
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	g.Eventually(func(g Gomega) { g.Expect(missedEvents(g, m)).To(Equal(1)) }).Should(Succeed())
+	g.Consistently(func(g Gomega) { g.Expect(missedEvents(g, m)).To(Equal(1)) }).Should(Succeed(), "one event for the Down")
 }
 
 // TestAPIServerUnreachable: while the API server cannot be reached, a push
@@ -270,7 +303,7 @@ func TestAPIServerUnreachable(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, direct).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 		g.Expect(get(g, held).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	}).Should(Succeed())
 
 	px.down()
 	// A held push is answered 200 (it is kept and written later) ...
