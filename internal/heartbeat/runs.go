@@ -56,8 +56,8 @@ func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMo
 func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 	at := metav1.NewMicroTime(hb.Time)
 	// A signal older than the stored heartbeat (received by another replica
-	// and written late) still opens or closes its run, but changes neither
-	// the last-heartbeat fields nor the counts: those follow receive time.
+	// and written late) still opens or closes its run, but does not change
+	// the last-heartbeat fields: those follow receive time.
 	stale := Superseded(st, hb)
 	switch hb.Kind {
 	case KindLog:
@@ -80,6 +80,16 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 		st.OpenRuns = append(st.OpenRuns[:i:i], st.OpenRuns[i+1:]...)
 	}
 	if stale {
+		// Received before the stored result, so it belongs before it in
+		// the run of results in a row: it extends that run when it agrees
+		// with the stored result, and changes nothing when it does not.
+		failed := hb.Kind == KindFail || hb.Status == monitoringv1alpha1.ReportedDown
+		switch {
+		case failed && st.LastReportedStatus != monitoringv1alpha1.ReportedUp && st.ConsecutiveFailures > 0:
+			st.ConsecutiveFailures = min(st.ConsecutiveFailures+1, maxCount)
+		case !failed && st.LastReportedStatus == monitoringv1alpha1.ReportedUp && st.ConsecutiveSuccesses > 0:
+			st.ConsecutiveSuccesses = min(st.ConsecutiveSuccesses+1, maxCount)
+		}
 		return
 	}
 	st.LastHeartbeatTime = &at
