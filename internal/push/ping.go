@@ -59,8 +59,8 @@ func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) int {
 	return writeText(w, http.StatusOK, "OK")
 }
 
-// parsePing reads the signal from the path, rid from the query and, for
-// /fail, /log and exit statuses, the body as the message (capped).
+// parsePing reads the signal from the path, rid from the query and, but for
+// /start, the body as the message (capped).
 func (s *Server) parsePing(w http.ResponseWriter, r *http.Request) (heartbeat.Heartbeat, error) {
 	hb := heartbeat.Heartbeat{Time: s.now(), Kind: heartbeat.KindSuccess, Status: monitoringv1alpha1.ReportedUp}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
@@ -70,7 +70,8 @@ func (s *Server) parsePing(w http.ResponseWriter, r *http.Request) (heartbeat.He
 	withBody := true
 	switch signal := r.PathValue("signal"); signal {
 	case "":
-		withBody = false
+		// A success: its body (a script's output) is the message, as
+		// Healthchecks keeps it.
 	case "start":
 		hb.Kind, withBody = heartbeat.KindStart, false
 	case "fail":

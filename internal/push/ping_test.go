@@ -61,7 +61,7 @@ func TestServePing(t *testing.T) {
 		{name: "success", wantCode: 200, wantBody: "OK", wantHB: ping(ok, up, "", "")},
 		{name: "success with GET", method: "GET", wantCode: 200, wantBody: "OK", wantHB: ping(ok, up, "", "")},
 		{name: "success with HEAD", method: "HEAD", wantCode: 200, wantBody: "OK", wantHB: ping(ok, up, "", "")},
-		{name: "success ignores its body", body: "all good", wantCode: 200, wantBody: "OK", wantHB: ping(ok, up, "", "")},
+		{name: "success keeps its body as the message", body: "all good\n", wantCode: 200, wantBody: "OK", wantHB: ping(ok, up, "all good", "")},
 		{name: "start", suffix: "/start", wantCode: 200, wantBody: "OK", wantHB: ping(start, up, "", "")},
 		{name: "start with HEAD", method: "HEAD", suffix: "/start", wantCode: 200, wantBody: "OK", wantHB: ping(start, up, "", "")},
 		{name: "start ignores its body", suffix: "/start", body: "starting", wantCode: 200, wantHB: ping(start, up, "", "")},
