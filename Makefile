@@ -62,6 +62,14 @@ bench: controlplane build ## Measure throughput, API writes, Down delay, scale; 
 	go test -run '^$$' -bench . -benchmem ./internal/push/
 	go run ./test/bench $(BENCH_FLAGS)
 
+# The long chaos run; the flags' defaults are the short form go test ./...
+# (make test) runs.
+CHAOS_FLAGS ?= -chaos.duration=3m -chaos.monitors=200 -chaos.kill-interval=15s
+
+.PHONY: chaos
+chaos: controlplane ## Chaos run: 3 replicas, SIGKILLs, an API server restart, 200 monitors for 3m; prints one table, fails on a missed target (docs/reliability.md).
+	go test -count=1 -v -timeout 20m -run '^TestChaos$$' ./test/chaos/ -args $(CHAOS_FLAGS)
+
 # Each fuzz target and its package; go test -fuzz takes one target at a time.
 FUZZ_TARGETS ?= ./internal/push:FuzzParse ./internal/push:FuzzServePush ./internal/push:FuzzClientIP \
 	./internal/token:FuzzWellFormed ./internal/token:FuzzLookup
