@@ -59,7 +59,18 @@ func createMonitor(t *testing.T, m *monitoringv1alpha1.PushMonitor) string {
 		got := getMonitor(g, m)
 		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)).To(BeTrue())
 	}).Should(Succeed())
-	return tokenOf(t, m)
+	tok := tokenOf(t, m)
+	// Ready is read from the API; the push endpoint answers from the
+	// manager's cache, which may lag behind by a moment.
+	g.Eventually(func(g Gomega) {
+		mgrMu.Lock()
+		cache := mgrCache
+		mgrMu.Unlock()
+		found, err := (&token.Index{Reader: cache}).Lookup(context.Background(), tok)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(found.UID).To(Equal(getMonitor(g, m).UID))
+	}).Should(Succeed(), "the push endpoint knows the token")
+	return tok
 }
 
 func getMonitor(g Gomega, m *monitoringv1alpha1.PushMonitor) *monitoringv1alpha1.PushMonitor {

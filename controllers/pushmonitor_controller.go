@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -59,6 +60,11 @@ type PushMonitorReconciler struct {
 	// last saw it resumed): the anchor that keeps a restart or failover from
 	// declaring a false Down.
 	watchStarts sync.Map // types.NamespacedName -> watchStart
+	// leaderSince is when this process began leading (its reconciler's
+	// clock, Unix nanoseconds; 0 before). Its cache watched every monitor
+	// already, so that is when it began watching those that existed then,
+	// however long its first reconcile of each takes.
+	leaderSince atomic.Int64
 	// counted holds, per monitor, the state and reason this process last
 	// counted in pushmon_monitor_transitions_total, so that a reconcile of
 	// a stale cached copy, which writes the same change again, does not
@@ -206,8 +212,21 @@ func (r *PushMonitorReconciler) watchStart(m *monitoringv1alpha1.PushMonitor, no
 			return ws.at
 		}
 	}
-	r.watchStarts.Store(key, watchStart{uid: m.UID, at: now})
-	return now
+	at := now
+	if led := r.leaderSince.Load(); led != 0 && !resumed {
+		// A monitor that existed when this leader started was watched from
+		// then on (creationTimestamp has second precision: +1s keeps a
+		// monitor created after that from being anchored before it was).
+		since := time.Unix(0, led)
+		if created := m.CreationTimestamp.Add(time.Second); created.After(since) {
+			since = created
+		}
+		if since.Before(at) {
+			at = since
+		}
+	}
+	r.watchStarts.Store(key, watchStart{uid: m.UID, at: at})
+	return at
 }
 
 // setReady sets the Ready condition and reports whether its status or
@@ -357,6 +376,7 @@ func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	// the leader in pushmon_leader and, when leadership ends, drops the
 	// per-monitor series this replica can no longer keep current.
 	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
+		r.leaderSince.Store(r.now().UnixNano())
 		metrics.SetLeader(true)
 		<-ctx.Done()
 		metrics.SetLeader(false)

@@ -70,6 +70,9 @@ func ownManager(t *testing.T, user *rest.Config, cfg operator.Config, namespaces
 	})
 	g.Eventually(srv.Addr).WithTimeout(30 * time.Second).ShouldNot(BeEmpty())
 	g.Eventually(func() bool { return mgr.GetCache().WaitForCacheSync(ctx) }).WithTimeout(30 * time.Second).Should(BeTrue())
+	mgrMu.Lock()
+	mgrCache = mgr.GetCache() // createMonitor waits for this cache
+	mgrMu.Unlock()
 	return "http://" + addr
 }
 

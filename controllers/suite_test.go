@@ -48,6 +48,9 @@ var (
 	mgrCancel context.CancelFunc
 	mgrDone   chan error
 	pushAddr  string
+	// mgrCache is the running manager's cache, which the push endpoint
+	// looks tokens up in.
+	mgrCache client.Reader
 	logs      = &testutil.SyncBuffer{}
 )
 
@@ -165,7 +168,7 @@ func startManager() error {
 			return fmt.Errorf("manager did not start within 30s")
 		}
 	}
-	mgrCancel, mgrDone = cancel, done
+	mgrCancel, mgrDone, mgrCache = cancel, done, mgr.GetCache()
 	return nil
 }
 
