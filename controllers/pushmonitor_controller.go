@@ -170,7 +170,8 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			h = r.explainCronJob(ctx, eval, h, !sameHealth(orig, h))
 		}
 	}
-	r.applyHealth(&m, h, now)
+	r.applyHealth(&m, h)
+	markFailureShown(orig, &m, h)
 	if secretErr == nil {
 		m.Status.ObservedGeneration = m.Generation
 	}
@@ -241,17 +242,7 @@ func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, stat
 	return changed
 }
 
-func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health, now time.Time) {
-	if m.Status.State != h.State || m.Status.StateSince == nil {
-		// Never before the newest heartbeat: the state was decided with it,
-		// so a failure stamped before it (by any replica's clock) was seen.
-		since := now
-		if t := m.Status.LastHeartbeatTime; t != nil && t.After(since) {
-			since = t.Time
-		}
-		at := metav1.NewMicroTime(since)
-		m.Status.StateSince = &at
-	}
+func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h health) {
 	m.Status.State = h.State
 	if h.NextRun != nil {
 		m.Status.NextRunTime = &metav1.Time{Time: *h.NextRun}
@@ -268,6 +259,26 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: limitText(h.Message, MaxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
+}
+
+// markFailureShown marks status.lastFailure shown when this write is a
+// transition that covers it: into or out of Down (the client's failure was
+// shown, or happened while the monitor was Down anyway) or Suspended (no
+// alerts then, none after). Only on transitions, so that repeated down
+// reports while Down cost no extra write.
+func markFailureShown(orig, m *monitoringv1alpha1.PushMonitor, h health) {
+	f := m.Status.LastFailure
+	if f == nil || f.Shown || sameHealth(orig, h) {
+		return
+	}
+	for _, s := range []monitoringv1alpha1.MonitorState{orig.Status.State, h.State} {
+		if s == monitoringv1alpha1.StateDown || s == monitoringv1alpha1.StateSuspended {
+			shown := *f
+			shown.Shown = true
+			m.Status.LastFailure = &shown
+			return
+		}
+	}
 }
 
 // invalidSpec returns what is wrong with the spec, and the Ready reason for

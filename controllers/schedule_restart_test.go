@@ -94,14 +94,15 @@ func TestEvaluateScheduleAcrossRestart(t *testing.T) {
 	g.Expect(h.Due.UTC()).To(Equal(at("2026-06-10T02:00:00Z")))
 }
 
-// A failure reported after the monitor entered its state and superseded by
-// a success before it was evaluated is shown: Down first, Recovered next.
+// A failure no transition has covered yet (a success superseded it before
+// it was evaluated, or it was stored after the success) is shown: Down
+// first, Recovered next.
 func TestEvaluateUnshownFailure(t *testing.T) {
 	g := NewWithT(t)
 	t0 := time.Date(2026, 6, 10, 6, 0, 0, 0, time.UTC)
 	mt := func(d time.Duration) *metav1.MicroTime { v := metav1.NewMicroTime(t0.Add(d)); return &v }
 	m := &monitoringv1alpha1.PushMonitor{Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}}}
-	m.Status.State, m.Status.StateSince = monitoringv1alpha1.StateUp, mt(0)
+	m.Status.State = monitoringv1alpha1.StateUp
 	m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionTrue, Reason: monitoringv1alpha1.ReasonHeartbeatReceived}}
 	m.Status.LastFailure = &monitoringv1alpha1.FailureReport{Time: *mt(time.Second), Status: monitoringv1alpha1.ReportedDown, Message: "disk-full"}
 	m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.LastMessage = mt(2*time.Second), monitoringv1alpha1.ReportedUp, "fixed"
@@ -111,18 +112,24 @@ func TestEvaluateUnshownFailure(t *testing.T) {
 	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonDownReported))
 	g.Expect(h.Message).To(Equal("the client reported status=down: disk-full (reported at 2026-06-10T06:00:01Z, a success since)"))
 
-	// Stored as Down since the newest heartbeat: the success recovers it.
-	m.Status.State, m.Status.StateSince = monitoringv1alpha1.StateDown, mt(3*time.Second)
+	// Stored as Down, which marks the failure shown: the success recovers it.
+	orig := m.DeepCopy()
+	(&PushMonitorReconciler{}).applyHealth(m, h)
+	markFailureShown(orig, m, h)
+	g.Expect(m.Status.LastFailure.Shown).To(BeTrue())
 	m.Status.Conditions[0].Status, m.Status.Conditions[0].Reason = metav1.ConditionFalse, h.Reason
 	h = evaluate(m, t0.Add(3*time.Second), t0)
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
 	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
 
-	// A failure before the state began was shown already; with a failure
-	// threshold above 1 the counts decide.
-	m.Status.State, m.Status.StateSince = monitoringv1alpha1.StateUp, mt(4*time.Second)
+	// Shown failures, failures while suspended and, with a failure
+	// threshold above 1, single failures turn nothing Down.
+	m.Status.State = monitoringv1alpha1.StateUp
 	g.Expect(evaluate(m, t0.Add(5*time.Second), t0).State).To(Equal(monitoringv1alpha1.StateUp))
-	m.Status.StateSince = mt(0)
+	m.Status.LastFailure.Shown = false
+	m.Status.State = monitoringv1alpha1.StateSuspended
+	g.Expect(evaluate(m, t0.Add(5*time.Second), t0).State).NotTo(Equal(monitoringv1alpha1.StateDown))
+	m.Status.State = monitoringv1alpha1.StateUp
 	m.Spec.FailureThreshold = 2
 	g.Expect(evaluate(m, t0.Add(5*time.Second), t0).State).To(Equal(monitoringv1alpha1.StateUp))
 }

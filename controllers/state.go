@@ -175,15 +175,15 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 	return h
 }
 
-// unshownFailure is the failure a client reported after the monitor entered
-// its current state, if the monitor is not Down: a report no leader has shown.
-// Only for monitors that go Down on one failure (with failureThreshold above
-// 1 the counts in a row decide).
+// unshownFailure is the failure a client reported that no transition has
+// covered yet, if the monitor is not Down: a report no leader has shown (a
+// success superseded it before any leader evaluated it, or it was stored
+// after the success). Only for monitors that go Down on one failure (with
+// failureThreshold above 1 the counts in a row decide).
 func unshownFailure(m *monitoringv1alpha1.PushMonitor) *monitoringv1alpha1.FailureReport {
-	st := &m.Status
-	f := st.LastFailure
-	if f == nil || st.StateSince == nil || st.State == monitoringv1alpha1.StateDown || m.Spec.FailureThreshold > 1 ||
-		!f.Time.After(st.StateSince.Time) {
+	f := m.Status.LastFailure
+	if f == nil || f.Shown || m.Status.State == monitoringv1alpha1.StateDown || m.Spec.FailureThreshold > 1 ||
+		m.Status.State == monitoringv1alpha1.StateSuspended { // reported while suspended: no alert
 		return nil
 	}
 	return f

@@ -51,7 +51,7 @@ var (
 	// mgrCache is the running manager's cache, which the push endpoint
 	// looks tokens up in.
 	mgrCache client.Reader
-	logs      = &testutil.SyncBuffer{}
+	logs     = &testutil.SyncBuffer{}
 )
 
 func init() {

@@ -249,3 +249,27 @@ func TestFailureSupersededBeforeAnyLeaderSawIt(t *testing.T) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 	}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
+
+// A down report answered 200 but written only after a newer up report was
+// stored (held through an API outage by one replica while another stored
+// the client's next push) does not move the heartbeat back, and is not lost
+// either: the failure is kept and the leader shows it, Down then Recovered.
+func TestSupersededDownReportIsStillShown(t *testing.T) {
+	g := NewWithT(t)
+	m := monitor(newNamespace(t), "late-down", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	tok := createMonitor(t, m)
+	received := heartbeat.Now()   // the down report, taken first ...
+	mustPush(t, tok, "msg=fixed") // ... and the up report stored before it
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+
+	w := &heartbeat.Writer{Client: k8sClient}
+	g.Expect(w.Record(context.Background(), getMonitor(g, m), heartbeat.Heartbeat{
+		Time: received, Status: monitoringv1alpha1.ReportedDown, Message: "disk-full"})).To(Succeed())
+
+	evs := expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	g.Expect(evs[0].Note).To(ContainSubstring("disk-full"))
+	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("fixed"), "the heartbeat fields did not move back")
+	g.Expect(got.Status.LastFailure.Message).To(Equal("disk-full"))
+}

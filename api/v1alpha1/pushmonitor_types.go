@@ -194,6 +194,11 @@ type FailureReport struct {
 	// exitCode is the exit status reported with it, if any.
 	// +optional
 	ExitCode *int32 `json:"exitCode,omitempty"`
+	// shown is set by the leader once a transition covered the failure (the
+	// monitor was Down or Suspended for it); a failure not shown turns the
+	// monitor Down even if a success superseded it.
+	// +optional
+	Shown bool `json:"shown,omitempty"`
 }
 
 // CronJobReference names a CronJob in the monitor's namespace.
@@ -229,15 +234,10 @@ type PushMonitorStatus struct {
 	LastValue string `json:"lastValue,omitempty"`
 
 	// lastFailure is the newest failure reported (status=down, a failed run
-	// or Job), kept after later successes.
+	// or Job), kept after later successes and whatever order replicas
+	// stored it in.
 	// +optional
 	LastFailure *FailureReport `json:"lastFailure,omitempty"`
-
-	// stateSince is when the monitor entered its current state (microsecond
-	// precision; never before the heartbeat that caused it). A lastFailure
-	// after it is one no leader has shown yet.
-	// +optional
-	StateSince *metav1.MicroTime `json:"stateSince,omitempty"`
 
 	// deadline is when the monitor goes Down absent a heartbeat. While Down
 	// because a heartbeat was missed, it is the deadline that was missed.

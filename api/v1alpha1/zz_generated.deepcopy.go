@@ -182,10 +182,6 @@ func (in *PushMonitorStatus) DeepCopyInto(out *PushMonitorStatus) {
 		*out = new(FailureReport)
 		(*in).DeepCopyInto(*out)
 	}
-	if in.StateSince != nil {
-		in, out := &in.StateSince, &out.StateSince
-		*out = (*in).DeepCopy()
-	}
 	if in.Deadline != nil {
 		in, out := &in.Deadline, &out.Deadline
 		*out = (*in).DeepCopy()

@@ -105,10 +105,19 @@ func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, 
 	}
 	cur := m
 	for attempt := 1; ; attempt++ {
-		if Superseded(&cur.Status, hb) {
+		var err error
+		switch {
+		case !Superseded(&cur.Status, hb):
+			err = w.patchHeartbeat(ctx, cur, hb)
+		case newerFailure(&cur.Status, hb):
+			// A down report a newer heartbeat superseded (held through an
+			// outage, or stamped before another replica's): the heartbeat
+			// fields stay, but the failure is kept, so that the leader
+			// shows it (Down, then Recovered) rather than lose it.
+			err = w.patchFailure(ctx, cur, hb)
+		default:
 			return nil
 		}
-		err := w.patchHeartbeat(ctx, cur, hb)
 		if err == nil {
 			return nil
 		}
@@ -133,6 +142,26 @@ func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, 
 // replace a report with an older one.
 func Superseded(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
 	return st.LastHeartbeatTime != nil && !hb.Time.After(st.LastHeartbeatTime.Time)
+}
+
+// newerFailure reports whether hb is a failure report newer than the one st
+// keeps.
+func newerFailure(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
+	return hb.Status == monitoringv1alpha1.ReportedDown && (st.LastFailure == nil || hb.Time.After(st.LastFailure.Time.Time))
+}
+
+// patchFailure writes only status.lastFailure, guarded by the uid and by
+// the lastFailure cur shows (compare-and-swap, as for heartbeats).
+func (w *Writer) patchFailure(ctx context.Context, cur *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+	var stored any // JSON null: absent
+	if f := cur.Status.LastFailure; f != nil {
+		stored = f
+	}
+	return w.patch(ctx, cur, []patchOp{
+		{Op: "test", Path: "/metadata/uid", Value: cur.UID},
+		{Op: "test", Path: "/status/lastFailure", Value: stored},
+		{Op: "add", Path: "/status/lastFailure", Value: failureOf(hb)},
+	})
 }
 
 // patchHeartbeat writes hb with a JSON patch of the heartbeat fields only,
@@ -169,6 +198,11 @@ func (w *Writer) patchHeartbeat(ctx context.Context, cur *monitoringv1alpha1.Pus
 			patchOp{Op: "test", Path: "/status/state", Value: monitoringv1alpha1.StateUp},
 			patchOp{Op: "add", Path: "/status/deadline", Value: metav1.NewMicroTime(cur.DeadlineFrom(hb.Time))})
 	}
+	return w.patch(ctx, cur, ops)
+}
+
+// patch applies a JSON patch to cur's status.
+func (w *Writer) patch(ctx context.Context, cur *monitoringv1alpha1.PushMonitor, ops []patchOp) error {
 	body, err := json.Marshal(ops)
 	if err != nil {
 		return fmt.Errorf("encoding heartbeat: %w", err)

@@ -164,6 +164,11 @@ func analyze(d *runData) *result {
 		if i := strings.LastIndex(msg, ": "); i >= 0 {
 			msg = msg[i+2:]
 		}
+		// A failure shown after a success superseded it: "... (reported at
+		// <time>, a success since)".
+		if i := strings.Index(msg, " (reported at "); i >= 0 {
+			msg = msg[:i]
+		}
 		evCount[evKey{e.Regarding.Name, e.Reason, msg}] += n
 		evWhen[evKey{e.Regarding.Name, e.Reason, msg}] = append(evWhen[evKey{e.Regarding.Name, e.Reason, msg}],
 			fmt.Sprintf("+%.1fs×%d", e.EventTime.Sub(d.t0).Seconds(), n))
@@ -298,7 +303,15 @@ func analyze(d *runData) *result {
 					continue
 				}
 				r.downRequired++
-				reflected := evCount[evKey{m.name, monitoringv1alpha1.ReasonDownReported, p.msg}] > 0
+				// A DownReported event carrying any down report of the episode
+				// shows it (a later report of the episode may have replaced
+				// the first within a window).
+				reflected := false
+				for _, q := range m.pushes {
+					if q.down && q.episode == ep && evCount[evKey{m.name, monitoringv1alpha1.ReasonDownReported, q.msg}] > 0 {
+						reflected = true
+					}
+				}
 				stored := false
 				for _, o := range obs {
 					if reflected {
