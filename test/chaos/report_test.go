@@ -149,6 +149,7 @@ func analyze(d *runData) *result {
 	evCount := map[evKey]int{}
 	evWhen := map[evKey][]string{}
 	evByReason := map[[2]string]int{}
+	evTimes := map[[2]string][]time.Time{}
 	for _, e := range d.events {
 		if e.Regarding.Kind != "PushMonitor" {
 			continue
@@ -173,6 +174,7 @@ func analyze(d *runData) *result {
 		evWhen[evKey{e.Regarding.Name, e.Reason, msg}] = append(evWhen[evKey{e.Regarding.Name, e.Reason, msg}],
 			fmt.Sprintf("+%.1fs×%d", e.EventTime.Sub(d.t0).Seconds(), n))
 		evByReason[[2]string{e.Regarding.Name, e.Reason}] += n
+		evTimes[[2]string{e.Regarding.Name, e.Reason}] = append(evTimes[[2]string{e.Regarding.Name, e.Reason}], e.EventTime.Time)
 	}
 	for _, os := range d.obs {
 		r.observations += len(os)
@@ -324,8 +326,34 @@ func analyze(d *runData) *result {
 					if isDown && o.msg == p.msg {
 						reflected = true
 					}
-					if _, _, oep, ok := parseMsg(o.msg); isDown && stored && ok && oep == ep && seqOf(m.name, o.msg) > p.seq {
+					// A later report of the same episode, shown Down: within a
+					// window the newest report replaces older ones (on any
+					// replica), so the first need not be stored itself.
+					if _, _, oep, ok := parseMsg(o.msg); isDown && ok && oep == ep && seqOf(m.name, o.msg) > p.seq &&
+						o.reported == monitoringv1alpha1.ReportedDown {
 						reflected = true
+					}
+				}
+				// Or seen Down/DownReported (in a version or an event) while
+				// the episode lasted, until the client's next up push was
+				// accepted (+ the leader's reaction): a later report of the
+				// episode, or an earlier one whose recovery was never
+				// accepted, kept it Down, and the watch may have missed the
+				// version that carried this episode's message (a re-list
+				// after the API server restart).
+				if !reflected {
+					until := upAccepted(m.pushes, p).Add(10 * time.Second)
+					for _, o := range obs {
+						if o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonDownReported &&
+							!o.at.Before(p.answered) && o.at.Before(until) {
+							reflected = true
+							break
+						}
+					}
+					for _, at := range evTimes[[2]string{m.name, monitoringv1alpha1.ReasonDownReported}] {
+						if !at.Before(p.answered.Add(-time.Second)) && at.Before(until) {
+							reflected = true
+						}
 					}
 				}
 				if !reflected && stored && !ledDuring(terms, p.answered, episodeEnd(m.pushes, p)) {
@@ -478,6 +506,21 @@ func analyze(d *runData) *result {
 
 // episodeEnd is when the client of p's episode sent its next up push (zero
 // if it never did).
+// upAccepted is when the first up push after p was answered 200; the end of
+// the run when none was.
+func upAccepted(pushes []pushRec, p *pushRec) time.Time {
+	last := p.answered
+	for _, q := range pushes {
+		if q.seq > p.seq && !q.down && q.code == 200 {
+			return q.answered
+		}
+		if q.answered.After(last) {
+			last = q.answered
+		}
+	}
+	return last
+}
+
 func episodeEnd(pushes []pushRec, p *pushRec) time.Time {
 	for _, q := range pushes {
 		if q.seq > p.seq && !q.down {
