@@ -144,10 +144,18 @@ func Superseded(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
 	return st.LastHeartbeatTime != nil && !hb.Time.After(st.LastHeartbeatTime.Time)
 }
 
-// newerFailure reports whether hb is a failure report newer than the one st
-// keeps.
+// newerFailure reports whether hb, superseded by a newer heartbeat, is a
+// failure that must still be kept: none is kept yet, or the one kept has not
+// been shown and hb is newer (the leader shows the newest). A failure kept
+// and shown already covers hb: a replica holds a down report only while the
+// monitor is Down as far as it knows, so hb repeated a failure the leader
+// showed (writing it would raise a second DownReported for one episode).
 func newerFailure(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
-	return hb.Status == monitoringv1alpha1.ReportedDown && (st.LastFailure == nil || hb.Time.After(st.LastFailure.Time.Time))
+	if hb.Status != monitoringv1alpha1.ReportedDown {
+		return false
+	}
+	f := st.LastFailure
+	return f == nil || !f.Shown && hb.Time.After(f.Time.Time)
 }
 
 // patchFailure writes only status.lastFailure, guarded by the uid and by

@@ -84,7 +84,7 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 		// the run of results in a row: it extends that run when it agrees
 		// with the stored result, and changes nothing when it does not.
 		failed := hb.Kind == KindFail || hb.Status == monitoringv1alpha1.ReportedDown
-		if failed && (st.LastFailure == nil || hb.Time.After(st.LastFailure.Time.Time)) {
+		if failed && newerFailure(st, hb) {
 			st.LastFailure = failureOf(hb) // shown by the leader, though superseded
 		}
 		switch {
