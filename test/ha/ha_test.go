@@ -186,6 +186,9 @@ func TestLeaderFailover(t *testing.T) {
 	ns := newNamespace(t, "failover")
 	// timeout 3s + grace 1s; the client pushes every 500ms (window = grace = 1s).
 	m, tok := createMonitor(t, ns, "svc", 3*time.Second, time.Second)
+	for _, r := range replicas { // every replica's cache knows the token
+		firstPush(t, r, tok, "msg=ready")
+	}
 	p := startPusher(tok, replicas, 500*time.Millisecond)
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
@@ -232,9 +235,7 @@ func TestAllReplicasStopped(t *testing.T) {
 	ns := newNamespace(t, "outage")
 	const timeout, grace = 2 * time.Second, time.Second
 	m, tok := createMonitor(t, ns, "job", timeout, grace)
-	code, err := push(replicas[0].pushAddr, tok, "msg=before")
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(code).To(Equal(200))
+	firstPush(t, replicas[0], tok, "msg=before")
 	var deadline time.Time
 	g.Eventually(func(g Gomega) {
 		got := get(g, m)
@@ -296,9 +297,7 @@ func TestAPIServerUnreachable(t *testing.T) {
 	// grace 6m: window 5s, pushes inside a window are held.
 	held, heldTok := createMonitor(t, ns, "held", time.Hour, 6*time.Minute)
 	for _, tok := range []string{directTok, heldTok} {
-		code, err := push(r.pushAddr, tok, "msg=before")
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(code).To(Equal(200))
+		firstPush(t, r, tok, "msg=before")
 	}
 	g.Eventually(func(g Gomega) {
 		g.Expect(get(g, direct).Status.State).To(Equal(monitoringv1alpha1.StateUp))
