@@ -31,7 +31,7 @@ manifests: controller-gen ## Generate the CRD and RBAC manifests from markers.
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods from markers.
-	$(CONTROLLER_GEN) object paths="./..."
+	$(CONTROLLER_GEN) object:headerFile="hack/boilerplate.go.txt" paths="./..."
 
 GO_FILES = $(shell find . -name '*.go' -not -path './bin/*')
 

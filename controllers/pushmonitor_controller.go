@@ -117,6 +117,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, reason, actionValidate, "%s", err.Error())
 		}
 		m.Status.ObservedGeneration = m.Generation
+		setProgress(&m)
 		if err := r.patchStatus(ctx, orig, &m, false); err != nil {
 			return ctrl.Result{}, err
 		}
@@ -172,6 +173,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	r.applyHealth(&m, h)
 	markFailureShown(orig, &m, h)
+	setProgress(&m)
 	if secretErr == nil {
 		m.Status.ObservedGeneration = m.Generation
 	}
@@ -259,6 +261,39 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: limitText(h.Message, MaxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
+}
+
+// terminalReasons are the Ready reasons of a monitor that cannot work
+// without a change (kstatus Failed through Stalled).
+var terminalReasons = map[string]bool{
+	monitoringv1alpha1.ReasonInvalidSpec:     true,
+	monitoringv1alpha1.ReasonInvalidSchedule: true,
+	monitoringv1alpha1.ReasonSecretConflict:  true,
+}
+
+// setProgress derives Stalled and Reconciling from Ready, for kstatus:
+// Ready=False for a terminal reason is Stalled, for any other reason (work
+// pushmon retries on its own) Reconciling; Ready=True removes both.
+func setProgress(m *monitoringv1alpha1.PushMonitor) {
+	ready := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
+	stalled, reconciling := false, false
+	if ready != nil && ready.Status != metav1.ConditionTrue {
+		stalled = terminalReasons[ready.Reason]
+		reconciling = !stalled
+	}
+	for _, c := range []struct {
+		kind string
+		on   bool
+	}{{monitoringv1alpha1.StalledCondition, stalled}, {monitoringv1alpha1.ReconcilingCondition, reconciling}} {
+		if !c.on {
+			meta.RemoveStatusCondition(&m.Status.Conditions, c.kind)
+			continue
+		}
+		meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
+			Type: c.kind, Status: metav1.ConditionTrue, Reason: ready.Reason, Message: ready.Message,
+			ObservedGeneration: m.Generation,
+		})
+	}
 }
 
 // markFailureShown marks status.lastFailure shown when this write is a

@@ -13,6 +13,22 @@ const (
 	HealthyCondition = "Healthy"
 )
 
+// Condition types that kstatus reads (sigs.k8s.io/cli-utils/pkg/kstatus), so
+// that Flux, Argo CD and kubectl wait show a monitor's health. Both have
+// negative polarity ("abnormal-true"): present and True only while the
+// abnormal state lasts, removed otherwise.
+const (
+	// StalledCondition is True while the monitor cannot work without a
+	// change to its spec or its Secret's name (reasons InvalidSpec,
+	// InvalidSchedule, SecretConflict, as on Ready): kstatus Failed.
+	StalledCondition = "Stalled"
+
+	// ReconcilingCondition is True while pushmon is still setting the
+	// monitor up and will retry on its own (no token issued yet, a Secret
+	// error, the followed CronJob not found yet): kstatus InProgress.
+	ReconcilingCondition = "Reconciling"
+)
+
 // Reasons for the Ready condition.
 const (
 	// ReasonTokenIssued (Ready=True): the push token is in the monitor's Secret.
