@@ -17,19 +17,7 @@ import (
 )
 
 const (
-	// CronJobAnnotation on a CronJob, with the value AutoMonitor, makes
-	// pushmon create a PushMonitor that follows it: one line added to an
-	// existing CronJob watches it.
-	CronJobAnnotation = "monitoring.pushmon.dev/monitor"
-	AutoMonitor       = "auto"
-
-	// ReasonMonitorNameTaken (Warning event on the CronJob): a PushMonitor of
-	// the CronJob's name exists and was not created for it; pushmon leaves
-	// it alone.
-	ReasonMonitorNameTaken = "PushMonitorNameTaken"
-	// ReasonMonitorCreated (Normal event on the CronJob).
-	ReasonMonitorCreated = "PushMonitorCreated"
-	actionOptIn          = "CreatePushMonitor"
+	actionOptIn = "CreatePushMonitor"
 )
 
 // +kubebuilder:rbac:groups=monitoring.pushmon.dev,resources=pushmonitors,verbs=create;delete
@@ -58,7 +46,7 @@ func (r *CronJobOptInReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		return ctrl.Result{}, err
 	}
 	ours := exists && metav1.IsControlledBy(&m, &cj)
-	want := cj.Annotations[CronJobAnnotation] == AutoMonitor && cj.DeletionTimestamp.IsZero()
+	want := cj.Annotations[monitoringv1alpha1.MonitorKey] == monitoringv1alpha1.AutoMonitor && cj.DeletionTimestamp.IsZero()
 	switch {
 	case want && !exists:
 		m = monitoringv1alpha1.PushMonitor{
@@ -72,10 +60,10 @@ func (r *CronJobOptInReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if err := r.Create(ctx, &m); err != nil {
 			return ctrl.Result{}, client.IgnoreAlreadyExists(err)
 		}
-		r.Recorder.Eventf(&cj, nil, corev1.EventTypeNormal, ReasonMonitorCreated, actionOptIn,
-			"PushMonitor %s follows this CronJob (annotation %s: %s)", m.Name, CronJobAnnotation, AutoMonitor)
+		r.Recorder.Eventf(&cj, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonMonitorCreated, actionOptIn,
+			"PushMonitor %s follows this CronJob (annotation %s: %s)", m.Name, monitoringv1alpha1.MonitorKey, monitoringv1alpha1.AutoMonitor)
 	case want && !ours:
-		r.Recorder.Eventf(&cj, nil, corev1.EventTypeWarning, ReasonMonitorNameTaken, actionOptIn,
+		r.Recorder.Eventf(&cj, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonMonitorNameTaken, actionOptIn,
 			"PushMonitor %s exists and was not created for this CronJob; pushmon leaves it alone (set its spec.cronJobRef to follow this CronJob)", m.Name)
 	case !want && ours:
 		// Opted out: the monitor pushmon created goes.

@@ -237,7 +237,7 @@ func (r *PushMonitorReconciler) fillSecret(m *monitoringv1alpha1.PushMonitor, s 
 		s.Labels = map[string]string{}
 	}
 	s.Labels[token.LabelManagedBy] = token.LabelManagedByValue
-	s.Labels[token.LabelMonitor] = m.Name
+	s.Labels[monitoringv1alpha1.MonitorKey] = m.Name
 	s.Data = map[string][]byte{
 		token.SecretKeyToken:    []byte(tok),
 		token.SecretKeyURL:      []byte(token.PushURL(r.PushBaseURL, tok)),

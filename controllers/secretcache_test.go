@@ -38,7 +38,7 @@ func TestForeignSecretsNotCached(t *testing.T) {
 	big := strings.Repeat("x", 900<<10) // Secrets hold at most 1 MiB
 	foreign := &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "foreign",
-			Labels:      map[string]string{token.LabelManagedBy: token.LabelManagedByValue, token.LabelMonitor: m.Name},
+			Labels:      map[string]string{token.LabelManagedBy: token.LabelManagedByValue, monitoringv1alpha1.MonitorKey: m.Name},
 			Annotations: map[string]string{"bulk": strings.Repeat("a", 64<<10), token.AnnotationTokenIssued: "2026-01-01T00:00:00Z"},
 		},
 		// A copy of the monitor's token beside the bulk.

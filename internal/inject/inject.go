@@ -26,20 +26,13 @@ import (
 )
 
 const (
-	// AnnotationMonitor opts a pod in: its value names a PushMonitor in the
-	// pod's namespace.
-	AnnotationMonitor = "monitoring.pushmon.dev/monitor"
 	// EnvPushURL and EnvPushInterval are the injected variables.
 	EnvPushURL      = "PUSH_URL"
 	EnvPushInterval = "PUSH_INTERVAL"
 	// Path is where the webhook is served.
 	Path = "/mutate-v1-pod"
 
-	// ReasonMonitorNotFound is the Warning event's reason when a pod names
-	// a monitor that does not exist (or cannot be used); the pod is
-	// admitted unchanged.
-	ReasonMonitorNotFound = "PushMonitorNotFound"
-	actionInject          = "InjectPushURL"
+	actionInject = "InjectPushURL"
 )
 
 // The webhook's configuration. failurePolicy=ignore: pushmon being down
@@ -62,7 +55,7 @@ func (p *PodInjector) Handle(ctx context.Context, req admission.Request) admissi
 	if err := p.Decoder.Decode(req, pod); err != nil {
 		return admission.Errored(http.StatusBadRequest, err)
 	}
-	name, ok := pod.Annotations[AnnotationMonitor]
+	name, ok := pod.Annotations[monitoringv1alpha1.MonitorKey]
 	if !ok {
 		return admission.Allowed("not opted in to push URL injection")
 	}
@@ -91,7 +84,7 @@ func (p *PodInjector) secretFor(ctx context.Context, namespace, name string) (se
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", fmt.Sprintf("pushmon: PushMonitor %q not found in namespace %s (annotation %s); pod admitted without %s",
-			name, namespace, AnnotationMonitor, EnvPushURL)
+			name, namespace, monitoringv1alpha1.MonitorKey, EnvPushURL)
 	case err != nil:
 		logf.FromContext(ctx).Error(err, "reading PushMonitor for injection", "namespace", namespace, "name", name)
 		return "", fmt.Sprintf("pushmon: cannot read PushMonitor %q in namespace %s: %v; pod admitted without %s",
@@ -121,7 +114,7 @@ func (p *PodInjector) warn(namespace string, pod *corev1.Pod, note string) {
 	default:
 		return // nothing an event could point at; the admission warning remains
 	}
-	p.Recorder.Eventf(regarding, nil, corev1.EventTypeWarning, ReasonMonitorNotFound, actionInject, "%s", note)
+	p.Recorder.Eventf(regarding, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonMonitorNotFound, actionInject, "%s", note)
 }
 
 // Inject adds PUSH_URL and PUSH_INTERVAL from Secret secretName to every

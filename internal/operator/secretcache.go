@@ -4,6 +4,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/token"
 )
 
@@ -17,7 +18,7 @@ const maxSecretValue = 8 << 10
 // secretLabels and secretAnnotations are all pushmon reads of a Secret's
 // labels and annotations (controllers/secret.go, internal/token).
 var (
-	secretLabels      = []string{token.LabelManagedBy, token.LabelMonitor}
+	secretLabels      = []string{token.LabelManagedBy, monitoringv1alpha1.MonitorKey}
 	secretAnnotations = []string{token.AnnotationTokenIssued, token.AnnotationRotatedFor,
 		token.AnnotationPreviousDigest, token.AnnotationPreviousExpires}
 )

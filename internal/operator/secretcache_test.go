@@ -16,7 +16,7 @@ func bulkySecret(refs ...metav1.OwnerReference) *corev1.Secret {
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: "ns", Name: "s", UID: "secret-uid", ResourceVersion: "7",
-			Labels:          map[string]string{token.LabelManagedBy: token.LabelManagedByValue, token.LabelMonitor: "job", "team": "a"},
+			Labels:          map[string]string{token.LabelManagedBy: token.LabelManagedByValue, monitoringv1alpha1.MonitorKey: "job", "team": "a"},
 			Annotations:     map[string]string{token.AnnotationTokenIssued: "2026-01-01T00:00:00Z", "bulk": "aaaa"},
 			OwnerReferences: refs,
 			Finalizers:      []string{"example.com/keep"},
@@ -43,7 +43,7 @@ func TestTrimSecret(t *testing.T) {
 	g.Expect(own.Data).To(Equal(map[string][]byte{token.SecretKeyToken: []byte("tok"), token.SecretKeyURL: []byte("u"),
 		token.SecretKeyInterval: []byte("60"), "blob": {}}), "a key pushmon does not write is kept without its value")
 	g.Expect(own.Annotations).To(Equal(map[string]string{token.AnnotationTokenIssued: "2026-01-01T00:00:00Z"}))
-	g.Expect(own.Labels).To(Equal(map[string]string{token.LabelManagedBy: token.LabelManagedByValue, token.LabelMonitor: "job"}))
+	g.Expect(own.Labels).To(Equal(map[string]string{token.LabelManagedBy: token.LabelManagedByValue, monitoringv1alpha1.MonitorKey: "job"}))
 	g.Expect(own.OwnerReferences).To(Equal([]metav1.OwnerReference{monitorRef("PushMonitor")}))
 	g.Expect(own.ManagedFields).To(BeNil())
 	g.Expect(own.Finalizers).To(BeNil())

@@ -32,7 +32,6 @@ const (
 
 	LabelManagedBy      = "app.kubernetes.io/managed-by"
 	LabelManagedByValue = "pushmon"
-	LabelMonitor        = "monitoring.pushmon.dev/monitor"
 )
 
 // Annotations of token rotation. The monitor carries AnnotationRotateToken

@@ -190,7 +190,7 @@ func idxSecret(name, owner string, ownerUID types.UID, tok string) *corev1.Secre
 	return &corev1.Secret{
 		ObjectMeta: metav1.ObjectMeta{
 			Namespace: "ns", Name: name,
-			Labels: map[string]string{LabelManagedBy: LabelManagedByValue, LabelMonitor: owner},
+			Labels: map[string]string{LabelManagedBy: LabelManagedByValue, monitoringv1alpha1.MonitorKey: owner},
 			OwnerReferences: []metav1.OwnerReference{{
 				APIVersion: monitoringv1alpha1.GroupVersion.String(), Kind: "PushMonitor",
 				Name: owner, UID: ownerUID, Controller: ptr.To(true),

@@ -28,7 +28,7 @@ func cronJob(ns, name, monitor, work string, suspend bool) *batchv1.CronJob {
 			JobTemplate: batchv1.JobTemplateSpec{Spec: batchv1.JobSpec{
 				BackoffLimit: ptr.To[int32](0),
 				Template: corev1.PodTemplateSpec{
-					ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.AnnotationMonitor: monitor}},
+					ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{monitoringv1alpha1.MonitorKey: monitor}},
 					Spec: corev1.PodSpec{
 						RestartPolicy: corev1.RestartPolicyNever,
 						Containers:    []corev1.Container{{Name: "backup", Image: "curlimages/curl", Command: script(work)}},

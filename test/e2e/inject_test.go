@@ -15,6 +15,7 @@ import (
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/inject"
 )
 
@@ -40,7 +41,7 @@ func TestInjectionOptIn(t *testing.T) {
 	own := corev1.EnvVar{Name: inject.EnvPushURL, Value: "http://elsewhere.example/api/push/x"}
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "opted-in",
-			Annotations: map[string]string{inject.AnnotationMonitor: m.Name}},
+			Annotations: map[string]string{monitoringv1alpha1.MonitorKey: m.Name}},
 		Spec: corev1.PodSpec{
 			InitContainers: []corev1.Container{container("init")},
 			Containers:     []corev1.Container{container("main", corev1.EnvVar{Name: "OTHER", Value: "kept"}), container("own-url", own)},
@@ -104,7 +105,7 @@ spec:
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "lonely"}, &got)).To(Succeed())
 	g.Expect(got.Spec.Containers[0].Env).To(BeEmpty())
 	g.Eventually(func(g Gomega) {
-		evs := warnings(g, ns, "Pod", "lonely", inject.ReasonMonitorNotFound)
+		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.ReasonMonitorNotFound)
 		g.Expect(evs).To(HaveLen(1))
 		g.Expect(evs[0].Note).To(ContainSubstring(`PushMonitor "nope" not found`))
 		g.Expect(evs[0].ReportingController).To(Equal("pushmon"))
@@ -119,7 +120,7 @@ spec:
 		Spec: batchv1.JobSpec{
 			BackoffLimit: ptr.To[int32](0),
 			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{inject.AnnotationMonitor: "nope"}},
+				ObjectMeta: metav1.ObjectMeta{Annotations: map[string]string{monitoringv1alpha1.MonitorKey: "nope"}},
 				Spec:       corev1.PodSpec{RestartPolicy: corev1.RestartPolicyNever, Containers: []corev1.Container{container("main")}},
 			},
 		},
@@ -128,10 +129,10 @@ spec:
 	pod := podOf(t, ns, job.Name, 30*time.Second)
 	g.Expect(pod.Spec.Containers[0].Env).To(BeEmpty())
 	g.Eventually(func(g Gomega) {
-		g.Expect(warnings(g, ns, "Job", job.Name, inject.ReasonMonitorNotFound)).To(HaveLen(1))
+		g.Expect(warnings(g, ns, "Job", job.Name, monitoringv1alpha1.ReasonMonitorNotFound)).To(HaveLen(1))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Consistently(func(g Gomega) {
-		evs := warnings(g, ns, "Pod", "lonely", inject.ReasonMonitorNotFound)
+		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.ReasonMonitorNotFound)
 		g.Expect(evs).To(HaveLen(1))
 		g.Expect(evs[0].Series).To(BeNil(), "the dry run recorded an event")
 	}).WithTimeout(2 * time.Second).Should(Succeed())
@@ -155,7 +156,7 @@ func TestInjectionPushmonDown(t *testing.T) {
 	}()
 	pod := &corev1.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "while-down",
-			Annotations: map[string]string{inject.AnnotationMonitor: m.Name}},
+			Annotations: map[string]string{monitoringv1alpha1.MonitorKey: m.Name}},
 		Spec: corev1.PodSpec{Containers: []corev1.Container{container("main")}},
 	}
 	start := time.Now()

@@ -1,0 +1,26 @@
+package v1alpha1
+
+// Names pushmon puts on, or reads from, objects other than PushMonitors,
+// which users write or see: each lives here once.
+const (
+	// MonitorKey names a PushMonitor in the same namespace. As a label, on the
+	// Secrets pushmon issues. As an annotation on a pod template, it opts the
+	// pods in to PUSH_URL injection. As an annotation on a CronJob with the
+	// value AutoMonitor, it makes pushmon create a PushMonitor that follows it.
+	MonitorKey = "monitoring.pushmon.dev/monitor"
+	// AutoMonitor is MonitorKey's value on a CronJob that asks for a monitor.
+	AutoMonitor = "auto"
+)
+
+// Reasons of the events pushmon emits about objects other than PushMonitors.
+const (
+	// ReasonMonitorCreated (Normal, on a CronJob): the PushMonitor it asked
+	// for was created.
+	ReasonMonitorCreated = "PushMonitorCreated"
+	// ReasonMonitorNameTaken (Warning, on a CronJob): a PushMonitor of the
+	// CronJob's name exists and was not created for it; pushmon leaves it.
+	ReasonMonitorNameTaken = "PushMonitorNameTaken"
+	// ReasonMonitorNotFound (Warning, on a pod): the pod names a monitor that
+	// does not exist or cannot be used; it is admitted unchanged.
+	ReasonMonitorNotFound = "PushMonitorNotFound"
+)
