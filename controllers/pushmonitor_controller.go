@@ -144,10 +144,10 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 
 	// With spec.cronJobRef the monitor is evaluated with the CronJob's
 	// schedule, time zone and suspend, and its Jobs counted as runs.
-	eval, runsChanged, waiting := &m, false, ""
+	eval, follow, runsChanged, waiting := &m, followed{}, false, ""
 	if m.Spec.CronJobRef != nil {
 		var err error
-		if eval, waiting, runsChanged, err = r.followCronJob(ctx, &m); err != nil {
+		if eval, follow, waiting, runsChanged, err = r.followCronJob(ctx, &m); err != nil {
 			return ctrl.Result{}, err
 		}
 		if waiting != "" {
@@ -166,9 +166,9 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
 			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "waiting for CronJob " + m.Spec.CronJobRef.Name}
 	default:
-		h = evaluate(eval, now, r.watchStart(orig, now))
+		h = evaluateFollowing(eval, follow, now, r.watchStart(orig, now))
 		if m.Spec.CronJobRef != nil {
-			h = r.explainCronJob(ctx, eval, h, !sameHealth(orig, h))
+			h = r.explainCronJob(ctx, eval, follow, h, !sameHealth(orig, h))
 		}
 	}
 	r.applyHealth(&m, h)

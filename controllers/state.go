@@ -47,6 +47,12 @@ type health struct {
 //	Pending                    before the first heartbeat
 //	Up                         otherwise
 func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) health {
+	return evaluateFollowing(m, followed{}, now, watchStart)
+}
+
+// evaluateFollowing is evaluate for a monitor that follows a CronJob, with
+// what the CronJob says beyond the spec it lends.
+func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watchStart time.Time) health {
 	if m.Spec.Suspend {
 		return health{
 			State: monitoringv1alpha1.StateSuspended, Status: metav1.ConditionUnknown,
@@ -69,7 +75,7 @@ func evaluate(m *monitoringv1alpha1.PushMonitor, now, watchStart time.Time) heal
 
 	// A run stuck now says more than how the last one ended.
 	var runDeadline *time.Time
-	if d, limit, ok := runLimit(m); ok {
+	if d, limit, ok := runLimit(m, f); ok {
 		// Runs are kept oldest first: the oldest is the first too long.
 		run := st.OpenRuns[0]
 		d := d(run.StartTime.Time)
@@ -248,7 +254,7 @@ func newerHeartbeat(m *monitoringv1alpha1.PushMonitor, last *time.Time, down *me
 // period later instead of hiding behind the starts of later Jobs. (Not
 // under concurrencyPolicy Forbid: there the stuck Job blocks the next run,
 // and ScheduleMissed names it.) limit words the rule for the message.
-func runLimit(m *monitoringv1alpha1.PushMonitor) (deadline func(start time.Time) time.Time, limit string, ok bool) {
+func runLimit(m *monitoringv1alpha1.PushMonitor, f followed) (deadline func(start time.Time) time.Time, limit string, ok bool) {
 	if len(m.Status.OpenRuns) == 0 {
 		return nil, "", false
 	}
@@ -256,7 +262,7 @@ func runLimit(m *monitoringv1alpha1.PushMonitor) (deadline func(start time.Time)
 		return func(start time.Time) time.Time { return start.Add(most.Duration) },
 			"maxRunDuration " + shortDuration(most.Duration), true
 	}
-	if m.Spec.CronJobRef != nil && m.Annotations[cronJobForbidMark] != "true" {
+	if m.Spec.CronJobRef != nil && !f.forbidsConcurrent {
 		if s, err := m.ParsedSchedule(); s != nil && err == nil {
 			grace := m.GracePeriodDuration()
 			return func(start time.Time) time.Time {
