@@ -113,7 +113,7 @@ func TestPrinterColumns(t *testing.T) {
 	m := monitor(ns, "columns", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(5 * time.Minute)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=all-good")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	out, err := runKubectl(t, "get", "pm", "-n", ns)
 	g.Expect(err).NotTo(HaveOccurred(), out)

@@ -57,7 +57,7 @@ assert r.json() == {"ok": True}, r.text
 			cmd.Env = append(os.Environ(), "PUSH_URL="+string(s.Data[token.SecretKeyURL]))
 			out, err := cmd.CombinedOutput()
 			g.Expect(err).NotTo(HaveOccurred(), string(out))
-			expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+			expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 		})
 	}
 }

@@ -25,7 +25,7 @@ func TestHeartbeatWritesAreBounded(t *testing.T) {
 	m := monitor(ns, "chatty", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Minute)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=first")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 	g.Eventually(func(g Gomega) { // the reconciler's deadline write for the first push
 		got := getMonitor(g, m)
 		g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.LastHeartbeatTime.Add(66 * time.Second)))

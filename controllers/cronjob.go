@@ -61,14 +61,14 @@ type followed struct {
 // Down is declared, and kept with it.
 func (r *PushMonitorReconciler) explainCronJob(ctx context.Context, eff *monitoringv1alpha1.PushMonitor, f followed, h health, transition bool) health {
 	switch {
-	case h.Reason == monitoringv1alpha1.ReasonSuspended && f.suspended:
-		h.Reason = monitoringv1alpha1.ReasonCronJobSuspended
+	case h.Reason == monitoringv1alpha1.SuspendedReason && f.suspended:
+		h.Reason = monitoringv1alpha1.CronJobSuspendedReason
 		h.Message = "CronJob " + eff.Spec.CronJobRef.Name + " is suspended: no runs are expected, no Down transitions"
-	case h.Reason == monitoringv1alpha1.ReasonRunTooLong && len(eff.Status.OpenRuns) > 0:
+	case h.Reason == monitoringv1alpha1.RunTooLongReason && len(eff.Status.OpenRuns) > 0:
 		if what, _, err := r.jobPodProblem(ctx, eff.Namespace, eff.Status.OpenRuns[0].RunID); err == nil && what != "" {
 			h.Message += ": " + what
 		}
-	case h.Reason == monitoringv1alpha1.ReasonScheduleMissed && transition && h.Due != nil:
+	case h.Reason == monitoringv1alpha1.ScheduleMissedReason && transition && h.Due != nil:
 		if cause := r.scheduleCause(ctx, eff, *h.Due); cause != "" {
 			h.Message += "; " + cause
 		}

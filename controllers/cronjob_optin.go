@@ -60,10 +60,10 @@ func (r *CronJobOptInReconciler) Reconcile(ctx context.Context, req ctrl.Request
 		if err := r.Create(ctx, &m); err != nil {
 			return ctrl.Result{}, client.IgnoreAlreadyExists(err)
 		}
-		r.Recorder.Eventf(&cj, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonMonitorCreated, actionOptIn,
+		r.Recorder.Eventf(&cj, nil, corev1.EventTypeNormal, monitoringv1alpha1.MonitorCreatedReason, actionOptIn,
 			"PushMonitor %s follows this CronJob (annotation %s: %s)", m.Name, monitoringv1alpha1.MonitorKey, monitoringv1alpha1.AutoMonitor)
 	case want && !ours:
-		r.Recorder.Eventf(&cj, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonMonitorNameTaken, actionOptIn,
+		r.Recorder.Eventf(&cj, nil, corev1.EventTypeWarning, monitoringv1alpha1.MonitorNameTakenReason, actionOptIn,
 			"PushMonitor %s exists and was not created for this CronJob; pushmon leaves it alone (set its spec.cronJobRef to follow this CronJob)", m.Name)
 	case !want && ours:
 		// Opted out: the monitor pushmon created goes.

@@ -40,7 +40,7 @@ func TestHeartbeatLifecycle(t *testing.T) {
 	tok := createMonitor(t, m)
 
 	mustPush(t, tok, "msg=first&value=42.5")
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 	g.Expect(got.Status.LastMessage).To(Equal("first"))
 	g.Expect(got.Status.LastValue).To(Equal("42.5"))
 	g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedUp))
@@ -52,33 +52,33 @@ func TestHeartbeatLifecycle(t *testing.T) {
 
 	// Silence: Down at the deadline, promptly.
 	deadline := got.Status.Deadline.Time
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 10*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
 	delay := time.Since(deadline)
 	t.Logf("Down observed %v after the deadline (10ms polling of the API)", delay.Round(time.Millisecond))
 	g.Expect(delay).To(BeNumerically("<", time.Second), "Down visible within a second of the deadline")
 	healthy = meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 	g.Expect(healthy.Status).To(Equal(metav1.ConditionFalse))
 	g.Expect(healthy.Message).To(MatchRegexp(`^no heartbeat for \d+s \(timeout 2s, grace 500ms\)$`))
-	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	ev := expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeWarning))
 	g.Expect(ev[0].Note).To(ContainSubstring("no heartbeat for"))
 	// One event per transition, not one per tick.
 	g.Consistently(func(g Gomega) {
-		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed))).To(Equal(1))
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.HeartbeatMissedReason))).To(Equal(1))
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
 	}).WithTimeout(1500 * time.Millisecond).Should(Succeed())
 
 	mustPush(t, tok, "msg=back")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 5*time.Second)
-	ev = expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 5*time.Second)
+	ev = expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
 	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeNormal))
 
 	// A down push flips it at once, with the client's message.
 	mustPush(t, tok, "status=down&msg=backup-failed")
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported, time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, time.Second)
 	healthy = meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 	g.Expect(healthy.Message).To(ContainSubstring("backup-failed"))
-	ev = expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	ev = expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
 	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeWarning))
 	g.Expect(ev[0].Note).To(ContainSubstring("backup-failed"))
 	out, err := runKubectl(t, "get", "pm", "-n", ns, "-o", "wide")
@@ -89,14 +89,14 @@ func TestHeartbeatLifecycle(t *testing.T) {
 	// an up push.
 	g.Consistently(func(g Gomega) {
 		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.HealthyCondition)
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonDownReported))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.DownReportedReason))
 	}).WithTimeout(3 * time.Second).Should(Succeed())
 
 	mustPush(t, tok, "status=up&msg=fixed")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, time.Second)
-	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 2)
-	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
-	expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, time.Second)
+	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 2)
+	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
+	expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
 	assertTokenNowhere(t, tok, getMonitor(g, m))
 }
 
@@ -109,7 +109,7 @@ func TestPushBeforeDeadlineKeepsUp(t *testing.T) {
 	m := monitor(ns, "steady", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), Interval: dur(time.Second)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 
 	stop := make(chan struct{})
 	pusherDone := make(chan struct{})
@@ -141,7 +141,7 @@ func TestPushBeforeDeadlineKeepsUp(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		got := getMonitor(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
-		g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+		g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
 	}).WithTimeout(time.Until(oldDeadline.Add(500 * time.Millisecond))).WithPolling(20 * time.Millisecond).Should(Succeed())
 	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("just-in-time"))
 }
@@ -182,14 +182,14 @@ func TestNeverPingedGoesDown(t *testing.T) {
 		g.Expect(got.Status.Deadline.Time).To(Equal(deadline))
 	}).WithTimeout(time.Until(deadline.Add(-100 * time.Millisecond))).WithPolling(20 * time.Millisecond).Should(Succeed())
 	// ... and Down at it, for that deadline.
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 10*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
 	g.Expect(got.Status.Deadline.Time).To(Equal(deadline))
 	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 	g.Expect(c.Message).To(ContainSubstring("no heartbeat received"))
 	// lastTransitionTime has a precision of a second; the event's time is
 	// the reconciler's own clock, to the microsecond.
 	g.Expect(c.LastTransitionTime.Time).To(BeTemporally(">=", deadline.Truncate(time.Second)), "not Down before the deadline")
-	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	ev := expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 	g.Expect(ev[0].EventTime.Time).To(BeTemporally(">=", deadline), "the Down was decided at or after the deadline")
 }
 
@@ -202,7 +202,7 @@ func TestRestartSafety(t *testing.T) {
 	m := monitor(ns, "restart", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(time.Second)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "")
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 
 	stopManager()
 	waitUntil(got.Status.Deadline.Add(2 * time.Second)) // well past the deadline while no operator runs
@@ -212,21 +212,21 @@ func TestRestartSafety(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 	}).WithTimeout(2 * time.Second).WithPolling(20 * time.Millisecond).Should(Succeed())
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 5*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 5*time.Second)
 	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", restarted.Add(3*time.Second)), "anchored at the restart")
-	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 
 	// Restart again while Down: it stays Down, no false Recovered.
 	stopManager()
 	g.Expect(startManager()).To(Succeed())
 	g.Consistently(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
-		g.Expect(events(g, m, monitoringv1alpha1.ReasonRecovered)).To(BeEmpty())
+		g.Expect(events(g, m, monitoringv1alpha1.RecoveredReason)).To(BeEmpty())
 	}).WithTimeout(4 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())
-	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 
 	mustPush(t, tok, "")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 5*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 5*time.Second)
 }
 
 // TestSuspendResume: no Down while suspended, heartbeats still recorded;
@@ -236,7 +236,7 @@ func TestSuspendResume(t *testing.T) {
 	ns := newNamespace(t)
 	m := monitor(ns, "paused", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), GracePeriod: dur(time.Second), Suspend: true})
 	tok := createMonitor(t, m)
-	got := expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonSuspended, 5*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.SuspendedReason, 5*time.Second)
 	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 	g.Expect(c.Status).To(Equal(metav1.ConditionUnknown))
 
@@ -247,21 +247,21 @@ func TestSuspendResume(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateSuspended))
 	}).WithTimeout(3*time.Second).Should(Succeed(), "well past timeout + grace, still Suspended")
-	g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
+	g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
 
 	got = getMonitor(g, m)
 	got.Spec.Suspend = false
 	resumed := time.Now()
 	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
-	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", resumed.Add(2*time.Second)))
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 5*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 5*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 
 	// Suspending a Down monitor silences it.
 	got.Spec.Suspend = true
 	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
-	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonSuspended, 5*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.SuspendedReason, 5*time.Second)
 }
 
 // TestPushAnswers checks every answer of the push endpoint against the real
@@ -363,7 +363,7 @@ func TestConcurrentPushes(t *testing.T) {
 	for code := range codes {
 		g.Expect(code).To(Equal(http.StatusOK))
 	}
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 5*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
 	g.Expect(got.Status.LastMessage).To(MatchRegexp(`^c\d+-\d+$`))
 	g.Expect(got.Status.LastValue).To(MatchRegexp(`^\d$`))
 }
@@ -475,7 +475,7 @@ func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
 	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp), "the heartbeat stored after the read wins over the Down")
 	g.Expect(got.Status.LastMessage).To(Equal("new"))
 	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Reason).
-		To(Equal(monitoringv1alpha1.ReasonHeartbeatReceived))
+		To(Equal(monitoringv1alpha1.HeartbeatReceivedReason))
 	g.Expect(rec.Events).NotTo(Receive(), "no event for a Down that was not stored")
 	g.Expect(err).NotTo(HaveOccurred(), "a conflict is no error (no backoff before a Down that is due)")
 	g.Expect(res.RequeueAfter).To(BeNumerically(">", 0), "it looks again soon")
@@ -490,7 +490,7 @@ func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
 	g.Expect(rec.Events).NotTo(Receive())
 	g.Consistently(func(g Gomega) {
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-		g.Expect(events(g, m, monitoringv1alpha1.ReasonHeartbeatMissed)).To(BeEmpty())
-		g.Expect(events(g, m, monitoringv1alpha1.ReasonRecovered)).To(BeEmpty())
+		g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
+		g.Expect(events(g, m, monitoringv1alpha1.RecoveredReason)).To(BeEmpty())
 	}).WithPolling(50 * time.Millisecond).Should(Succeed())
 }

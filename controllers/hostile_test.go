@@ -54,7 +54,7 @@ func TestHostileInput(t *testing.T) {
 	m := monitor(ns, "hostile", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=before")
-	up := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	up := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 	upSince := meta.FindStatusCondition(up.Status.Conditions, monitoringv1alpha1.HealthyCondition).LastTransitionTime
 	base := "http://" + pushAddr
 	at := base + token.PushPathPrefix + tok
@@ -154,10 +154,10 @@ func TestHostileInput(t *testing.T) {
 		got := getMonitor(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp), "no hostile request reported Down")
 		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonHeartbeatReceived))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.HeartbeatReceivedReason))
 		g.Expect(c.LastTransitionTime).To(Equal(upSince), "Healthy has not changed since the first push")
 		g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedUp))
-		for _, reason := range []string{monitoringv1alpha1.ReasonDownReported, monitoringv1alpha1.ReasonHeartbeatMissed, monitoringv1alpha1.ReasonRecovered} {
+		for _, reason := range []string{monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.HeartbeatMissedReason, monitoringv1alpha1.RecoveredReason} {
 			g.Expect(events(g, m, reason)).To(BeEmpty(), "a %s event", reason)
 		}
 	}).WithTimeout(2 * time.Second).WithPolling(50 * time.Millisecond).Should(Succeed())

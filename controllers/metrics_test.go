@@ -176,7 +176,7 @@ func TestMetricsLifecycle(t *testing.T) {
 	ns := newNamespace(t)
 	m := monitor(ns, "scraped", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(500 * time.Millisecond)})
 	tok := createMonitor(t, m)
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason, 1)
 
 	mfs, _ := scrape(g)
 	g.Expect(value(mfs, metrics.LeaderName, nil)).To(Equal(1.0), "the suite's manager leads")
@@ -187,17 +187,17 @@ func TestMetricsLifecycle(t *testing.T) {
 	observed := pushesObserved(mfs)
 
 	mustPush(t, tok, "msg=first")
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 1)
 
 	// kubectl waits for the missed Down the silence brings.
 	wait := exec.Command(kubectl, "--kubeconfig", kubecfg, "wait", "-n", ns, "--for=condition=Healthy=false", "pm/scraped", "--timeout=30s")
 	var waitOut strings.Builder
 	wait.Stdout, wait.Stderr = &waitOut, &waitOut
 	g.Expect(wait.Start()).To(Succeed())
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 1)
 	g.Expect(wait.Wait()).To(Succeed(), waitOut.String())
 	g.Expect(waitOut.String()).To(ContainSubstring("pushmonitor.monitoring.pushmon.dev/scraped condition met"))
-	ev := expectEvents(t, m, monitoringv1alpha1.ReasonHeartbeatMissed, 1)
+	ev := expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^no heartbeat for \d+s \(timeout 2s, grace 500ms\)$`))
 	// docs/alerting.md's query for the events of one reason.
 	out, err := runKubectl(t, "get", "events", "-n", ns, "--field-selector", "reason=HeartbeatMissed")
@@ -208,16 +208,16 @@ func TestMetricsLifecycle(t *testing.T) {
 	g.Expect(out).To(MatchRegexp(ns + `\s+\S+\s+Warning\s+HeartbeatMissed\s+pushmonitor/scraped`))
 
 	mustPush(t, tok, "msg=back&value=42.50")
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 1)
 	g.Eventually(func(g Gomega) {
 		mfs, _ := scrape(g)
 		g.Expect(value(mfs, metrics.MonitorLastValueName, map[string]string{"namespace": ns, "name": "scraped"})).To(Equal(42.5))
 	}).Should(Succeed())
-	ev = expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	ev = expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
 	g.Expect(ev[0].Note).To(MatchRegexp(`^heartbeats arrive again after \d+s Down: back$`))
 
 	mustPush(t, tok, "status=down&msg=disk-full")
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, 1)
 	code, _ := push(t, http.MethodPost, tok, "status=sideways")
 	g.Expect(code).To(Equal(http.StatusBadRequest))
 
@@ -243,11 +243,11 @@ func TestMetricsLifecycle(t *testing.T) {
 			to     monitoringv1alpha1.MonitorState
 			reason string
 		}{
-			{monitoringv1alpha1.StatePending, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat},
-			{monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived},
-			{monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed},
-			{monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered},
-			{monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported},
+			{monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason},
+			{monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason},
+			{monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason},
+			{monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason},
+			{monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason},
 		} {
 			g.Expect(value(mfs, metrics.MonitorTransitionsName, map[string]string{
 				"namespace": ns, "name": m.Name, "to": string(tr.to), "reason": tr.reason})).To(Equal(1.0), "transitions to %s/%s", tr.to, tr.reason)
@@ -272,7 +272,7 @@ func TestMetricsSuspended(t *testing.T) {
 	ns := newNamespace(t)
 	m := monitor(ns, "paused", monitoringv1alpha1.PushMonitorSpec{Suspend: true})
 	createMonitor(t, m)
-	expectMonitorMetrics(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonSuspended, 1)
+	expectMonitorMetrics(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.SuspendedReason, 1)
 }
 
 // TestPrometheusRuleMatchesRulesFile: the PrometheusRule that

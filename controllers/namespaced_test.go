@@ -114,7 +114,7 @@ func TestWatchNamespaces(t *testing.T) {
 	code, _, _ := send(t, "GET", base+"/ping/"+tok, header("X-Forwarded-For", "198.51.100.3"), nil)
 	g.Expect(code).To(Equal(429), "the ping routes share the token's bucket")
 	// The heartbeats the limit let through were recorded.
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	// Per address (from the trusted header): 198.51.100.9 guessing tokens
 	// is stopped after its burst; others are not.

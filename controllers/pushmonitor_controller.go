@@ -129,17 +129,17 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	change, secretErr := r.reconcileSecret(ctx, &m)
 	switch {
 	case isSecretConflict(secretErr):
-		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretConflict, secretErr.Error()) {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonSecretConflict, actionIssueToken, "%s", secretErr.Error())
+		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.SecretConflictReason, secretErr.Error()) {
+			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.SecretConflictReason, actionIssueToken, "%s", secretErr.Error())
 		}
 		result.RequeueAfter = secretConflictRetry
 		secretErr = nil
 	case secretErr != nil:
-		r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonSecretError, secretErr.Error())
+		r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.SecretErrorReason, secretErr.Error())
 	default:
 		name := m.DesiredSecretName()
 		m.Status.SecretName = name
-		r.setReady(&m, metav1.ConditionTrue, monitoringv1alpha1.ReasonTokenIssued, "push token issued into Secret "+name)
+		r.setReady(&m, metav1.ConditionTrue, monitoringv1alpha1.TokenIssuedReason, "push token issued into Secret "+name)
 	}
 
 	// With spec.cronJobRef the monitor is evaluated with the CronJob's
@@ -151,7 +151,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			return ctrl.Result{}, err
 		}
 		if waiting != "" {
-			r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.ReasonCronJobNotFound, waiting)
+			r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.CronJobNotFoundReason, waiting)
 		}
 	}
 
@@ -160,11 +160,11 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	case m.Status.SecretName == "":
 		// No token anywhere: nobody can push, so there is nothing to time.
 		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
-			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no push token issued yet"}
+			Reason: monitoringv1alpha1.AwaitingFirstHeartbeatReason, Message: "no push token issued yet"}
 	case waiting != "":
 		// The CronJob's watch brings the monitor back when it appears.
 		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
-			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "waiting for CronJob " + m.Spec.CronJobRef.Name}
+			Reason: monitoringv1alpha1.AwaitingFirstHeartbeatReason, Message: "waiting for CronJob " + m.Spec.CronJobRef.Name}
 	default:
 		h = evaluateFollowing(eval, follow, now, r.watchStart(orig, now))
 		if m.Spec.CronJobRef != nil {
@@ -266,9 +266,9 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 // terminalReasons are the Ready reasons of a monitor that cannot work
 // without a change (kstatus Failed through Stalled).
 var terminalReasons = map[string]bool{
-	monitoringv1alpha1.ReasonInvalidSpec:     true,
-	monitoringv1alpha1.ReasonInvalidSchedule: true,
-	monitoringv1alpha1.ReasonSecretConflict:  true,
+	monitoringv1alpha1.InvalidSpecReason:     true,
+	monitoringv1alpha1.InvalidScheduleReason: true,
+	monitoringv1alpha1.SecretConflictReason:  true,
 }
 
 // setProgress derives Stalled and Reconciling from Ready, for kstatus:
@@ -321,10 +321,10 @@ func markFailureShown(orig, m *monitoringv1alpha1.PushMonitor, h health) {
 // the validating webhook would (InvalidSchedule).
 func invalidSpec(m *monitoringv1alpha1.PushMonitor) (string, error) {
 	if err := m.ValidateSpec(); err != nil {
-		return monitoringv1alpha1.ReasonInvalidSpec, err
+		return monitoringv1alpha1.InvalidSpecReason, err
 	}
 	if _, err := m.ParsedSchedule(); err != nil {
-		return monitoringv1alpha1.ReasonInvalidSchedule, err
+		return monitoringv1alpha1.InvalidScheduleReason, err
 	}
 	return "", nil
 }
@@ -354,17 +354,17 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 	switch change {
 	case tokenIssued:
 		if orig.Status.SecretName == m.Status.SecretName {
-			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken,
 				"push token issued again into Secret %s (it was deleted or held no valid token); clients need the new URL", m.Status.SecretName)
 		} else {
-			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken,
 				"push token issued into Secret %s", m.Status.SecretName)
 		}
 	case tokenMoved:
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken,
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken,
 			"push token moved from Secret %s into Secret %s", orig.Status.SecretName, m.Status.SecretName)
 	case tokenRotated:
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.EventTokenIssued, actionIssueToken, "%s", r.rotatedNote(m))
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken, "%s", r.rotatedNote(m))
 	}
 	if sameHealth(orig, h) {
 		return
@@ -373,7 +373,7 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 	case h.State == monitoringv1alpha1.StateDown:
 		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, h.Reason, actionEvaluate, "%s", h.Message)
 	case h.State == monitoringv1alpha1.StateUp && orig.Status.State == monitoringv1alpha1.StateDown:
-		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.ReasonRecovered, actionEvaluate, "%s", recoveredNote(orig, m, now))
+		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.RecoveredReason, actionEvaluate, "%s", recoveredNote(orig, m, now))
 	}
 }
 

@@ -106,7 +106,7 @@ func TestTokenRotationWithOverlap(t *testing.T) {
 		g.Expect(rotated.Status.TokenIssuedTime.Time).To(BeTemporally(">", first.Status.TokenIssuedTime.Time.Add(-time.Second)))
 		g.Expect(rotated.Status.TokenIssuedTime.Add(overlap)).To(BeTemporally("~", expires, time.Second))
 	}).Should(Succeed())
-	evs := expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 2)
+	evs := expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 2)
 	var note string
 	for _, e := range evs {
 		if strings.Contains(e.Note, "rotated") {
@@ -151,7 +151,7 @@ func TestTokenRotationWithOverlap(t *testing.T) {
 	requestRotation(t, m, "2026-03-05")
 	third := rotatedToken(t, m, tok)
 	pushOK(t, base, third)
-	expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 3)
+	expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 3)
 
 	final := getMonitor(g, m)
 	for _, k := range []string{old, tok, third} {
@@ -184,7 +184,7 @@ func TestTokenRotationWithoutOverlap(t *testing.T) {
 	code, body := push(t, "POST", old, "")
 	g.Expect(code).To(Equal(404))
 	g.Expect(strings.TrimSpace(body)).To(Equal(unknownAnswer))
-	evs := expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 2)
+	evs := expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 2)
 	var notes []string
 	for _, e := range evs {
 		notes = append(notes, e.Note)
@@ -206,5 +206,5 @@ func TestRotationRequestedAtCreation(t *testing.T) {
 	g.Consistently(func(g Gomega) {
 		g.Expect(string(secretOf(g, m).Data[token.SecretKeyToken])).To(Equal(tok))
 	}).WithTimeout(time.Second).Should(Succeed())
-	expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 1)
+	expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 1)
 }

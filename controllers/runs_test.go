@@ -45,14 +45,14 @@ func TestHealthchecksPings(t *testing.T) {
 
 	// The plain success ping.
 	sh(t, url, `curl -fsS -m 10 --retry 5 -o /dev/null "$URL"`)
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	// The wrapper: start, the command, its exit status with the output as body.
 	wrapper := `curl -fsS -m 10 --retry 5 -o /dev/null "$URL/start"
 out=$(sh -c 'sleep 1; echo disk full; exit 3' 2>&1)
 curl -fsS -m 10 --retry 5 -o /dev/null --data-raw "$out" "$URL/$?"`
 	sh(t, url, wrapper)
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason, 10*time.Second)
 	g.Expect(*got.Status.LastExitCode).To(Equal(int32(3)))
 	g.Expect(got.Status.LastRunDuration.Duration).To(BeNumerically(">=", time.Second))
 	g.Expect(got.Status.OpenRuns).To(BeEmpty())
@@ -65,7 +65,7 @@ curl -fsS -m 10 --retry 5 -o /dev/null --data-raw "$out" "$URL/$?"`
 
 	// A succeeding run recovers, with its duration; exit status 0 is a success.
 	sh(t, url, strings.Replace(wrapper, "exit 3", "exit 0", 1))
-	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 	g.Expect(*got.Status.LastExitCode).To(BeZero())
 
 	// /log records a message and changes nothing else; /fail with a body.
@@ -73,7 +73,7 @@ curl -fsS -m 10 --retry 5 -o /dev/null --data-raw "$out" "$URL/$?"`
 	g.Eventually(func(g Gomega) { g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("halfway")) }).Should(Succeed())
 	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 	sh(t, url, `curl -fsS -m 10 -o /dev/null --data-raw "no space left" "$URL/fail"`)
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason, 10*time.Second)
 	g.Expect(got.Status.LastMessage).To(Equal("no space left"))
 
 	// HEAD and GET work as in Healthchecks; answers are plain text.
@@ -105,11 +105,11 @@ func TestRunsPairedAndTooLong(t *testing.T) {
 		g.Expect(got.Status.OpenRuns[0].RunID).To(Equal("b"))
 		g.Expect(got.Status.LastRunDuration.Duration).To(BeNumerically(">=", time.Second))
 	}).Should(Succeed())
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong, 10*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunTooLongReason, 10*time.Second)
 	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
 		To(MatchRegexp(`^run "b" started \d+s ago is still open \(maxRunDuration 3s\)$`))
 	sh(t, url, `curl -fsS -o /dev/null "$URL/0?rid=b"`)
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 }
 
 // failureThreshold 2: the first failure leaves the monitor Up, the second
@@ -119,7 +119,7 @@ func TestFailureAndRecoveryThresholds(t *testing.T) {
 	m := monitor(newNamespace(t), "flaky", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), FailureThreshold: 2, RecoveryThreshold: 2})
 	url := pingURL(createMonitor(t, m))
 	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	sh(t, url, `curl -fsS -o /dev/null "$URL/1"`)
 	g.Eventually(func(g Gomega) {
@@ -131,8 +131,8 @@ func TestFailureAndRecoveryThresholds(t *testing.T) {
 	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 
 	sh(t, url, `curl -fsS -o /dev/null "$URL/255"`)
-	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed, 10*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.ReasonRunFailed, 1)
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.RunFailedReason, 1)
 
 	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
 	g.Eventually(func(g Gomega) {
@@ -143,7 +143,7 @@ func TestFailureAndRecoveryThresholds(t *testing.T) {
 	}).Should(Succeed())
 	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateDown))
 	sh(t, url, `curl -fsS -o /dev/null "$URL"`)
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 }
 
 // TestRunSignalsUnderConflict: two run signals written at once from the same

@@ -37,7 +37,7 @@ func TestEvaluateScheduleAcrossRestart(t *testing.T) {
 			t := metav1.NewMicroTime(at(heard))
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.State = &t, monitoringv1alpha1.ReportedUp, monitoringv1alpha1.StateUp
 			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionTrue,
-				Reason: monitoringv1alpha1.ReasonHeartbeatReceived}}
+				Reason: monitoringv1alpha1.HeartbeatReceivedReason}}
 		}
 		return m
 	}
@@ -53,20 +53,20 @@ func TestEvaluateScheduleAcrossRestart(t *testing.T) {
 		message  string
 	}{
 		{name: "before one grace after the restart: still Up", m: everyMinute(false, "2026-06-10T06:28:02Z", ""),
-			now: "2026-06-10T06:29:34Z", state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			now: "2026-06-10T06:29:34Z", state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.HeartbeatReceivedReason,
 			deadline: "2026-06-10T06:29:35Z"},
 		{name: "the 06:29 run fell due during the restart: ScheduleMissed one grace after it", m: everyMinute(false, "2026-06-10T06:28:02Z", ""),
-			now: "2026-06-10T06:29:35Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			now: "2026-06-10T06:29:35Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ScheduleMissedReason,
 			deadline: "2026-06-10T06:29:35Z",
 			message:  `no run reported for 2026-06-10 06:29 UTC (schedule "* * * * *" in UTC, grace 30s)`},
 		{name: "following a CronJob: the same", m: everyMinute(true, "2026-06-10T06:28:02Z", ""),
-			now: "2026-06-10T06:29:50Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			now: "2026-06-10T06:29:50Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ScheduleMissedReason,
 			deadline: "2026-06-10T06:29:35Z"},
 		{name: "the 06:29 run reported after the restart: Up until 06:30 + grace", m: everyMinute(false, "2026-06-10T06:29:10Z", ""),
-			now: "2026-06-10T06:29:50Z", state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			now: "2026-06-10T06:29:50Z", state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.HeartbeatReceivedReason,
 			deadline: "2026-06-10T06:30:30Z"},
 		{name: "never pinged, created before the restart: its first run is checked", m: everyMinute(false, "", "2026-06-10T06:28:50Z"),
-			now: "2026-06-10T06:29:35Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			now: "2026-06-10T06:29:35Z", state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ScheduleMissedReason,
 			deadline: "2026-06-10T06:29:35Z"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -103,13 +103,13 @@ func TestEvaluateUnshownFailure(t *testing.T) {
 	mt := func(d time.Duration) *metav1.MicroTime { v := metav1.NewMicroTime(t0.Add(d)); return &v }
 	m := &monitoringv1alpha1.PushMonitor{Spec: monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}}}
 	m.Status.State = monitoringv1alpha1.StateUp
-	m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionTrue, Reason: monitoringv1alpha1.ReasonHeartbeatReceived}}
+	m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionTrue, Reason: monitoringv1alpha1.HeartbeatReceivedReason}}
 	m.Status.LastFailure = &monitoringv1alpha1.FailureReport{Time: *mt(time.Second), Status: monitoringv1alpha1.ReportedDown, Message: "disk-full"}
 	m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.LastMessage = mt(2*time.Second), monitoringv1alpha1.ReportedUp, "fixed"
 
 	h := evaluate(m, t0.Add(3*time.Second), t0)
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonDownReported))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.DownReportedReason))
 	g.Expect(h.Message).To(Equal("the client reported status=down: disk-full (reported at 2026-06-10T06:00:01Z, a success since)"))
 
 	// Stored as Down, which marks the failure shown: the success recovers it.
@@ -120,7 +120,7 @@ func TestEvaluateUnshownFailure(t *testing.T) {
 	m.Status.Conditions[0].Status, m.Status.Conditions[0].Reason = metav1.ConditionFalse, h.Reason
 	h = evaluate(m, t0.Add(3*time.Second), t0)
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.RecoveredReason))
 
 	// Shown failures, failures while suspended and, with a failure
 	// threshold above 1, single failures turn nothing Down.

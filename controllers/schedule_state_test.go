@@ -47,20 +47,20 @@ func TestEvaluateSchedule(t *testing.T) {
 		message        string
 	}{
 		{name: "created in the afternoon: the next night's run is expected", m: nightly(), now: "2026-06-09T13:00:00Z",
-			state: monitoringv1alpha1.StatePending, reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat,
+			state: monitoringv1alpha1.StatePending, reason: monitoringv1alpha1.AwaitingFirstHeartbeatReason,
 			next: "2026-06-10T00:30:00Z", deadline: "2026-06-10T00:45:00Z"},
 		{name: "no run by the scheduled time + grace: ScheduleMissed", m: nightly(), now: "2026-06-10T00:45:00Z",
-			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ScheduleMissedReason,
 			next: "2026-06-11T00:30:00Z", deadline: "2026-06-10T00:45:00Z",
 			message: `no run reported for 2026-06-10 02:30 CEST (schedule "30 2 * * *" in Europe/Berlin, grace 15m)`},
 		{name: "the run reported on time: the next night is expected", m: nightly(heard("2026-06-10T00:31:00Z")), now: "2026-06-10T01:00:00Z",
-			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.HeartbeatReceivedReason,
 			next: "2026-06-11T00:30:00Z", deadline: "2026-06-11T00:45:00Z"},
 		{name: "a late run inside grace counts for its night", m: nightly(heard("2026-06-10T00:44:59Z")), now: "2026-06-10T00:50:00Z",
-			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.ReasonHeartbeatReceived,
+			state: monitoringv1alpha1.StateUp, reason: monitoringv1alpha1.HeartbeatReceivedReason,
 			next: "2026-06-11T00:30:00Z", deadline: "2026-06-11T00:45:00Z"},
 		{name: "a report before the scheduled time does not count for it", m: nightly(heard("2026-06-10T00:29:00Z")), now: "2026-06-10T00:45:00Z",
-			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ReasonScheduleMissed,
+			state: monitoringv1alpha1.StateDown, reason: monitoringv1alpha1.ScheduleMissedReason,
 			next: "2026-06-11T00:30:00Z", deadline: "2026-06-10T00:45:00Z"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -110,35 +110,35 @@ func TestEvaluateRuns(t *testing.T) {
 	}{
 		{"one failure of two needed: still Up", job(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedFailed, 1
-		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived,
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason,
 			"the last run failed (1 of 2 failures in a row before Down)"},
 		{"the second failure: RunFailed with the exit status", job(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedFailed, 2
 			m.Status.LastExitCode, m.Status.LastMessage = code(3), "disk full"
-		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed,
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason,
 			"the run failed with exit status 3 (2 failures in a row): disk full"},
 		{"status=down twice: DownReported", job(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveFailures = mt(0), monitoringv1alpha1.ReportedDown, 2
-		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported,
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason,
 			"the client reported status=down (2 failures in a row)"},
 		{"one success of two needed: still Down", job(func(m *monitoringv1alpha1.PushMonitor) {
-			downWith(monitoringv1alpha1.ReasonRunFailed)(m)
+			downWith(monitoringv1alpha1.RunFailedReason)(m)
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(time.Minute), monitoringv1alpha1.ReportedUp, 1
-		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed,
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason,
 			"the run failed with exit status 3 (1 of 2 successes in a row to recover)"},
 		{"the second success: Recovered", job(func(m *monitoringv1alpha1.PushMonitor) {
-			downWith(monitoringv1alpha1.ReasonRunFailed)(m)
+			downWith(monitoringv1alpha1.RunFailedReason)(m)
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(2*time.Minute), monitoringv1alpha1.ReportedUp, 2
-		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"},
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, "heartbeats arrive again"},
 		{"a run open past maxRunDuration: RunTooLong", job(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastStartTime = mt(-11 * time.Minute)
 			m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{RunID: "r1", StartTime: *mt(-11 * time.Minute)}}
-		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong,
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.RunTooLongReason,
 			`run "r1" started 11m ago is still open (maxRunDuration 10m)`},
 		{"a run open within maxRunDuration: Up", job(func(m *monitoringv1alpha1.PushMonitor) {
 			m.Status.LastStartTime = mt(-9 * time.Minute)
 			m.Status.OpenRuns = []monitoringv1alpha1.OpenRun{{StartTime: *mt(-9 * time.Minute)}}
-		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, "heartbeats arrive within the timeout"},
+		}), monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, "heartbeats arrive within the timeout"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			g := NewWithT(t)
@@ -175,6 +175,6 @@ func TestEvaluateCronJobRunOpenPastNextRun(t *testing.T) {
 
 	h = evaluate(m, start.Add(65*time.Minute), start.Add(-time.Hour))
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRunTooLong))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.RunTooLongReason))
 	g.Expect(h.Message).To(Equal(`run "sync-1" started 1h5m ago is still open (past the next scheduled run + grace 10m; set maxRunDuration for longer runs)`))
 }

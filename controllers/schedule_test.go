@@ -67,15 +67,15 @@ func TestScheduleMissedAndRecovered(t *testing.T) {
 	g := NewWithT(t)
 	m := monitor(newNamespace(t), "every-2s", monitoringv1alpha1.PushMonitorSpec{Schedule: "@every 2s", GracePeriod: dur(time.Second)})
 	tok := createMonitor(t, m)
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonScheduleMissed, 10*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ScheduleMissedReason, 10*time.Second)
 	g.Expect(got.Status.NextRunTime).NotTo(BeNil())
 	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Message).
 		To(ContainSubstring(`(schedule "@every 2s" in UTC, grace 1s)`))
-	expectEvents(t, m, monitoringv1alpha1.ReasonScheduleMissed, 1)
+	expectEvents(t, m, monitoringv1alpha1.ScheduleMissedReason, 1)
 
 	before := time.Now()
 	mustPush(t, tok, "msg=ran")
-	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 	g.Expect(got.Status.NextRunTime.Time).To(BeTemporally(">", before))
 	g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.NextRunTime.Add(time.Second)))
 }
@@ -90,8 +90,8 @@ func TestInvalidScheduleIsReported(t *testing.T) {
 		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.ReadyCondition)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonInvalidSchedule))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.InvalidScheduleReason))
 		g.Expect(c.Message).To(ContainSubstring(`invalid schedule "61 * * * *"`))
 	}).Should(Succeed())
-	expectEvents(t, m, monitoringv1alpha1.ReasonInvalidSchedule, 1)
+	expectEvents(t, m, monitoringv1alpha1.InvalidScheduleReason, 1)
 }

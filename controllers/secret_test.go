@@ -42,12 +42,12 @@ func TestTokenSecretIssued(t *testing.T) {
 	g.Expect(got.Status.SecretName).To(Equal("backup-push"))
 	g.Expect(got.Status.ObservedGeneration).To(Equal(got.Generation))
 	ready := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)
-	g.Expect(ready.Reason).To(Equal(monitoringv1alpha1.ReasonTokenIssued))
+	g.Expect(ready.Reason).To(Equal(monitoringv1alpha1.TokenIssuedReason))
 	healthy := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
 	g.Expect(healthy.Status).To(Equal(metav1.ConditionUnknown))
-	g.Expect(healthy.Reason).To(Equal(monitoringv1alpha1.ReasonAwaitingFirstHeartbeat))
+	g.Expect(healthy.Reason).To(Equal(monitoringv1alpha1.AwaitingFirstHeartbeatReason))
 
-	ev := expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 1)
+	ev := expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 1)
 	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeNormal))
 	g.Expect(ev[0].ReportingController).To(Equal("pushmon"))
 	g.Expect(ev[0].Note).NotTo(ContainSubstring(tok))
@@ -75,7 +75,7 @@ func TestTokenReissuedAfterSecretDeleted(t *testing.T) {
 		g.Expect(string(s2.Data[token.SecretKeyToken])).To(MatchRegexp(tokenAlphabet.String()))
 		g.Expect(string(s2.Data[token.SecretKeyToken])).NotTo(Equal(old))
 	}).Should(Succeed())
-	expectEvents(t, m, monitoringv1alpha1.EventTokenIssued, 2)
+	expectEvents(t, m, monitoringv1alpha1.TokenIssuedReason, 2)
 	code, _ := push(t, "POST", old, "")
 	g.Expect(code).To(Equal(404), "the deleted token no longer works")
 	mustPush(t, tokenOf(t, m), "")
@@ -99,12 +99,12 @@ func TestSecretConflict(t *testing.T) {
 		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)
 		g.Expect(c).NotTo(BeNil())
 		g.Expect(c.Status).To(Equal(metav1.ConditionFalse))
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonSecretConflict))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.SecretConflictReason))
 		g.Expect(c.Message).To(ContainSubstring(`Secret "taken-push" already exists`))
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StatePending))
 		g.Expect(got.Status.SecretName).To(BeEmpty())
 	}).Should(Succeed())
-	ev := expectEvents(t, m, monitoringv1alpha1.ReasonSecretConflict, 1)
+	ev := expectEvents(t, m, monitoringv1alpha1.SecretConflictReason, 1)
 	g.Expect(ev[0].Type).To(Equal(corev1.EventTypeWarning))
 
 	var s corev1.Secret
@@ -144,7 +144,7 @@ func TestSecretNameChangeMovesToken(t *testing.T) {
 		g.Expect(getMonitor(g, m).Status.SecretName).To(Equal("mover-credentials"))
 	}).Should(Succeed())
 	mustPush(t, tok, "msg=still-works")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 }
 
 // TestSecretRepairedAfterTampering: url and interval are put back; a
@@ -206,7 +206,7 @@ func assertTokenNowhere(t *testing.T, tok string, m *monitoringv1alpha1.PushMoni
 	st, err := jsonString(m.Status)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(st).NotTo(ContainSubstring(tok))
-	for _, reason := range []string{monitoringv1alpha1.EventTokenIssued, monitoringv1alpha1.ReasonHeartbeatMissed, monitoringv1alpha1.ReasonDownReported, monitoringv1alpha1.ReasonRecovered} {
+	for _, reason := range []string{monitoringv1alpha1.TokenIssuedReason, monitoringv1alpha1.HeartbeatMissedReason, monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.RecoveredReason} {
 		for _, e := range events(g, m, reason) {
 			g.Expect(e.Note).NotTo(ContainSubstring(tok))
 		}

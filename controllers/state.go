@@ -56,7 +56,7 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 	if m.Spec.Suspend {
 		return health{
 			State: monitoringv1alpha1.StateSuspended, Status: metav1.ConditionUnknown,
-			Reason: monitoringv1alpha1.ReasonSuspended, Message: "spec.suspend is true: heartbeats are recorded, no Down transitions",
+			Reason: monitoringv1alpha1.SuspendedReason, Message: "spec.suspend is true: heartbeats are recorded, no Down transitions",
 		}
 	}
 	st := &m.Status
@@ -87,7 +87,7 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 			msg := fmt.Sprintf("%s started %s ago is still open (%s)", what,
 				shortDuration(now.Sub(run.StartTime.Time).Round(time.Second)), limit)
 			return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-				Reason: monitoringv1alpha1.ReasonRunTooLong, Message: msg, Deadline: &d, NextRun: nextRun(m, anchor)}
+				Reason: monitoringv1alpha1.RunTooLongReason, Message: msg, Deadline: &d, NextRun: nextRun(m, anchor)}
 		}
 		runDeadline = &d
 	}
@@ -152,11 +152,11 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 	}
 	if last == nil {
 		return health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
-			Reason: monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, Message: "no heartbeat received yet",
+			Reason: monitoringv1alpha1.AwaitingFirstHeartbeatReason, Message: "no heartbeat received yet",
 			Deadline: &deadline, RecheckAfter: deadline.Sub(now), NextRun: nextRun(m, anchor)}
 	}
 	h := health{State: monitoringv1alpha1.StateUp, Status: metav1.ConditionTrue,
-		Reason: monitoringv1alpha1.ReasonHeartbeatReceived, Message: "heartbeats arrive within the timeout",
+		Reason: monitoringv1alpha1.HeartbeatReceivedReason, Message: "heartbeats arrive within the timeout",
 		Deadline: &deadline, RecheckAfter: deadline.Sub(now), NextRun: nextRun(m, anchor)}
 	if m.Spec.Schedule != "" {
 		h.Message = "runs report on schedule"
@@ -165,12 +165,12 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 		h.Deadline, h.RecheckAfter = runDeadline, runDeadline.Sub(now)
 	}
 	if st.State == monitoringv1alpha1.StateDown {
-		h.Reason, h.Message = monitoringv1alpha1.ReasonRecovered, "heartbeats arrive again"
+		h.Reason, h.Message = monitoringv1alpha1.RecoveredReason, "heartbeats arrive again"
 	} else if st.State == monitoringv1alpha1.StateUp && prev != nil && prev.Status == metav1.ConditionTrue {
 		// Keep the reason (e.g. Recovered) while Up, so a heartbeat does not
 		// rewrite the condition.
 		h.Reason = prev.Reason
-		if prev.Reason == monitoringv1alpha1.ReasonRecovered {
+		if prev.Reason == monitoringv1alpha1.RecoveredReason {
 			h.Message = "heartbeats arrive again"
 		}
 	}
@@ -292,14 +292,14 @@ func reached(count, threshold int32) bool {
 // isReported: the reason of a Down a client reported, which only enough
 // successes end.
 func isReported(reason string) bool {
-	return reason == monitoringv1alpha1.ReasonDownReported || reason == monitoringv1alpha1.ReasonRunFailed
+	return reason == monitoringv1alpha1.DownReportedReason || reason == monitoringv1alpha1.RunFailedReason
 }
 
 func failureReason(st *monitoringv1alpha1.PushMonitorStatus) string {
 	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
-		return monitoringv1alpha1.ReasonRunFailed
+		return monitoringv1alpha1.RunFailedReason
 	}
-	return monitoringv1alpha1.ReasonDownReported
+	return monitoringv1alpha1.DownReportedReason
 }
 
 // failureMessage says what the client reported, e.g. "the run failed with
@@ -333,15 +333,15 @@ func failureMessage(m *monitoringv1alpha1.PushMonitor) string {
 // isMissed: the reason of a Down for silence (timeout or schedule), which
 // only a newer heartbeat ends.
 func isMissed(reason string) bool {
-	return reason == monitoringv1alpha1.ReasonHeartbeatMissed || reason == monitoringv1alpha1.ReasonScheduleMissed
+	return reason == monitoringv1alpha1.HeartbeatMissedReason || reason == monitoringv1alpha1.ScheduleMissedReason
 }
 
 // missedReason is the reason for silence past the deadline.
 func missedReason(m *monitoringv1alpha1.PushMonitor) string {
 	if m.Spec.Schedule != "" {
-		return monitoringv1alpha1.ReasonScheduleMissed
+		return monitoringv1alpha1.ScheduleMissedReason
 	}
-	return monitoringv1alpha1.ReasonHeartbeatMissed
+	return monitoringv1alpha1.HeartbeatMissedReason
 }
 
 // nextRun is when the first run after t is expected; nil without a

@@ -55,7 +55,7 @@ func was(state monitoringv1alpha1.MonitorState, status metav1.ConditionStatus, r
 	return func(m *monitoringv1alpha1.PushMonitor) {
 		m.Status.State = state
 		m.Status.Conditions = []metav1.Condition{
-			{Type: monitoringv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: monitoringv1alpha1.ReasonTokenIssued, Message: "ready"},
+			{Type: monitoringv1alpha1.ReadyCondition, Status: metav1.ConditionTrue, Reason: monitoringv1alpha1.TokenIssuedReason, Message: "ready"},
 			{Type: monitoringv1alpha1.HealthyCondition, Status: status, Reason: reason, Message: msg},
 		}
 	}
@@ -64,7 +64,7 @@ func was(state monitoringv1alpha1.MonitorState, status metav1.ConditionStatus, r
 // missed is a status left by a HeartbeatMissed Down with deadline d.
 func missed(d time.Time, msg string) func(*monitoringv1alpha1.PushMonitor) {
 	return func(m *monitoringv1alpha1.PushMonitor) {
-		was(monitoringv1alpha1.StateDown, metav1.ConditionFalse, monitoringv1alpha1.ReasonHeartbeatMissed, msg)(m)
+		was(monitoringv1alpha1.StateDown, metav1.ConditionFalse, monitoringv1alpha1.HeartbeatMissedReason, msg)(m)
 		mt := metav1.NewMicroTime(d)
 		m.Status.Deadline = &mt
 	}
@@ -99,12 +99,12 @@ func TestEvaluate(t *testing.T) {
 		cUnknown  = metav1.ConditionUnknown
 	)
 	const (
-		rMissed   = monitoringv1alpha1.ReasonHeartbeatMissed
-		rReported = monitoringv1alpha1.ReasonDownReported
-		rRecov    = monitoringv1alpha1.ReasonRecovered
-		rRecv     = monitoringv1alpha1.ReasonHeartbeatReceived
-		rAwait    = monitoringv1alpha1.ReasonAwaitingFirstHeartbeat
-		rSusp     = monitoringv1alpha1.ReasonSuspended
+		rMissed   = monitoringv1alpha1.HeartbeatMissedReason
+		rReported = monitoringv1alpha1.DownReportedReason
+		rRecov    = monitoringv1alpha1.RecoveredReason
+		rRecv     = monitoringv1alpha1.HeartbeatReceivedReason
+		rAwait    = monitoringv1alpha1.AwaitingFirstHeartbeatReason
+		rSusp     = monitoringv1alpha1.SuspendedReason
 	)
 	const (
 		msgAwait    = "no heartbeat received yet"
@@ -335,7 +335,7 @@ func TestEvaluateGrace(t *testing.T) {
 
 					at := evaluate(c.m, deadline, ws)
 					g.Expect(at.State).To(Equal(monitoringv1alpha1.StateDown))
-					g.Expect(at.Reason).To(Equal(monitoringv1alpha1.ReasonHeartbeatMissed))
+					g.Expect(at.Reason).To(Equal(monitoringv1alpha1.HeartbeatMissedReason))
 					g.Expect(*at.Deadline).To(BeTemporally("==", deadline))
 					g.Expect(at.Message).To(HaveSuffix(" " + tc.limits))
 				})
@@ -351,7 +351,7 @@ func TestEvaluateRestartNeverDownEarly(t *testing.T) {
 	g := NewWithT(t)
 	ws := stBase
 	for _, age := range []time.Duration{0, time.Second, stTimeout, stWindow - 1, stWindow, stWindow + 1, time.Hour, 1000 * time.Hour} {
-		m := stMonitor(upAt(ws.Add(-age)), was(monitoringv1alpha1.StateUp, metav1.ConditionTrue, monitoringv1alpha1.ReasonHeartbeatReceived, "x"))
+		m := stMonitor(upAt(ws.Add(-age)), was(monitoringv1alpha1.StateUp, metav1.ConditionTrue, monitoringv1alpha1.HeartbeatReceivedReason, "x"))
 		for _, since := range []time.Duration{0, time.Second, stWindow - 1} {
 			h := evaluate(m, ws.Add(since), ws)
 			g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp), "heartbeat age %s, %s after watch start", age, since)
@@ -410,14 +410,14 @@ func TestEvaluateMissedDownSurvivesTimeoutRaise(t *testing.T) {
 		LastReportedStatus: monitoringv1alpha1.ReportedUp, Deadline: &missedMT,
 		Conditions: []metav1.Condition{{
 			Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
-			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, Message: "no heartbeat for 5m30s",
+			Reason: monitoringv1alpha1.HeartbeatMissedReason, Message: "no heartbeat for 5m30s",
 			ObservedGeneration: 1, LastTransitionTime: metav1.NewTime(missedAt.Add(20 * time.Millisecond)),
 		}},
 	}
 	watchStart := base.Add(-time.Minute)
 	h := evaluate(m, base, watchStart)
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonHeartbeatMissed))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.HeartbeatMissedReason))
 
 	// The reconciler stores that (the condition now at generation 2, the
 	// deadline kept consistent); evaluating again still says Down.
@@ -431,7 +431,7 @@ func TestEvaluateMissedDownSurvivesTimeoutRaise(t *testing.T) {
 	m.Status.LastHeartbeatTime = &fresh
 	h = evaluate(m, base.Add(3*time.Second), base)
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.RecoveredReason))
 }
 
 // TestEvaluateHeartbeatRacingTheDown: a heartbeat received just after the
@@ -453,13 +453,13 @@ func TestEvaluateHeartbeatRacingTheDown(t *testing.T) {
 		LastReportedStatus: monitoringv1alpha1.ReportedUp,
 		Conditions: []metav1.Condition{{
 			Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
-			Reason: monitoringv1alpha1.ReasonHeartbeatMissed, ObservedGeneration: 1,
+			Reason: monitoringv1alpha1.HeartbeatMissedReason, ObservedGeneration: 1,
 			LastTransitionTime: metav1.NewTime(downAt.Truncate(time.Second)),
 		}},
 	}
 	h := evaluate(m, fresh.Add(50*time.Millisecond), old.Add(-time.Hour))
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateUp))
-	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.ReasonRecovered))
+	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.RecoveredReason))
 }
 
 // TestShortDuration: durations in notes read as a spec writes them.

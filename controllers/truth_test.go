@@ -35,11 +35,11 @@ func TestEventNoteAtTheMessageCap(t *testing.T) {
 		name, reason string
 		send         func(t *testing.T, tok string) int
 	}{
-		{name: "api-push", reason: monitoringv1alpha1.ReasonDownReported, send: func(t *testing.T, tok string) int {
+		{name: "api-push", reason: monitoringv1alpha1.DownReportedReason, send: func(t *testing.T, tok string) int {
 			code, _ := push(t, http.MethodPost, tok, "status=down&msg="+msg)
 			return code
 		}},
-		{name: "ping-fail", reason: monitoringv1alpha1.ReasonRunFailed, send: func(t *testing.T, tok string) int {
+		{name: "ping-fail", reason: monitoringv1alpha1.RunFailedReason, send: func(t *testing.T, tok string) int {
 			resp, err := http.Post("http://"+pushAddr+pushsrv.PingPathPrefix+tok+"/fail", "text/plain", strings.NewReader(msg))
 			if err != nil {
 				t.Fatal(err)
@@ -78,9 +78,9 @@ func TestHeartbeatStoredJustAfterMissedDownRecovers(t *testing.T) {
 	m := monitor(newNamespace(t), "late", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(time.Second)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=first")
-	upCopy := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	upCopy := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
-	down := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonHeartbeatMissed, 10*time.Second)
+	down := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
 	since := meta.FindStatusCondition(down.Status.Conditions, monitoringv1alpha1.HealthyCondition).LastTransitionTime.Time
 	// Received before the transition's second (so not newer by that test)
 	// and after the heartbeat the Down was declared on; written by a
@@ -92,10 +92,10 @@ func TestHeartbeatStoredJustAfterMissedDownRecovers(t *testing.T) {
 		Time: received.Truncate(time.Microsecond), Status: monitoringv1alpha1.ReportedUp, Message: "just-in-time",
 	})).To(Succeed())
 
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 3*time.Second)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 3*time.Second)
 	g.Expect(got.Status.LastMessage).To(Equal("just-in-time"))
 	g.Expect(got.Status.Deadline.Time).To(BeTemporally("~", received.Add(3*time.Second), time.Millisecond))
-	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
 }
 
 // staleReader answers Gets of one monitor with a fixed old copy, as a
@@ -123,17 +123,17 @@ func TestStaleCacheEmitsOneEventPerTransition(t *testing.T) {
 	m := monitor(ns, "stale", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=fine")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	// Every version of the monitor, as a watch (and so a cache) sees them.
 	versions := watchVersions(t, m)
 
 	mustPush(t, tok, "status=down&msg=broken")
-	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported, 10*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
 	mustPush(t, tok, "msg=fixed")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
 
 	clientset, err := kubernetes.NewForConfig(restCfg)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -149,9 +149,9 @@ func TestStaleCacheEmitsOneEventPerTransition(t *testing.T) {
 		state    monitoringv1alpha1.MonitorState
 	}{
 		// The version with the down report stored and not yet reconciled.
-		{monitoringv1alpha1.ReasonDownReported, monitoringv1alpha1.ReportedDown, monitoringv1alpha1.StateUp},
+		{monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.ReportedDown, monitoringv1alpha1.StateUp},
 		// The version with the up report stored while still Down.
-		{monitoringv1alpha1.ReasonRecovered, monitoringv1alpha1.ReportedUp, monitoringv1alpha1.StateDown},
+		{monitoringv1alpha1.RecoveredReason, monitoringv1alpha1.ReportedUp, monitoringv1alpha1.StateDown},
 	} {
 		var stale *monitoringv1alpha1.PushMonitor
 		for _, v := range versions() {
@@ -217,7 +217,7 @@ func TestFailureSupersededBeforeAnyLeaderSawIt(t *testing.T) {
 	m := monitor(newNamespace(t), "flap", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
 	tok := createMonitor(t, m)
 	mustPush(t, tok, "msg=fine")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	stopManager()
 	restarted := false
@@ -236,16 +236,16 @@ func TestFailureSupersededBeforeAnyLeaderSawIt(t *testing.T) {
 	restarted = true
 	g.Expect(startManager()).To(Succeed())
 
-	evs := expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	evs := expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
 	g.Expect(evs[0].Note).To(ContainSubstring("disk-full"))
-	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 	g.Expect(got.Status.LastMessage).To(Equal("fixed"))
 	g.Expect(got.Status.LastFailure).NotTo(BeNil())
 	g.Expect(got.Status.LastFailure.Message).To(Equal("disk-full"))
 	g.Consistently(func(g Gomega) {
-		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonDownReported))).To(Equal(1))
-		g.Expect(occurrences(events(g, m, monitoringv1alpha1.ReasonRecovered))).To(Equal(1))
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.DownReportedReason))).To(Equal(1))
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.RecoveredReason))).To(Equal(1))
 		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 	}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
@@ -260,16 +260,16 @@ func TestSupersededDownReportIsStillShown(t *testing.T) {
 	tok := createMonitor(t, m)
 	received := heartbeat.Now()   // the down report, taken first ...
 	mustPush(t, tok, "msg=fixed") // ... and the up report stored before it
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived, 10*time.Second)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
 
 	w := &heartbeat.Writer{Client: k8sClient}
 	g.Expect(w.Record(context.Background(), getMonitor(g, m), heartbeat.Heartbeat{
 		Time: received, Status: monitoringv1alpha1.ReportedDown, Message: "disk-full"})).To(Succeed())
 
-	evs := expectEvents(t, m, monitoringv1alpha1.ReasonDownReported, 1)
+	evs := expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
 	g.Expect(evs[0].Note).To(ContainSubstring("disk-full"))
-	expectEvents(t, m, monitoringv1alpha1.ReasonRecovered, 1)
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonRecovered, 10*time.Second)
+	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 	g.Expect(got.Status.LastMessage).To(Equal("fixed"), "the heartbeat fields did not move back")
 	g.Expect(got.Status.LastFailure.Message).To(Equal("disk-full"))
 }

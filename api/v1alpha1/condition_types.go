@@ -31,74 +31,69 @@ const (
 
 // Reasons for the Ready condition.
 const (
-	// ReasonTokenIssued (Ready=True): the push token is in the monitor's Secret.
-	ReasonTokenIssued = "TokenIssued"
+	// TokenIssuedReason (Ready=True; also a Normal event when a new token is
+	// written): the push token is in the monitor's Secret.
+	TokenIssuedReason = "TokenIssued"
 
-	// ReasonSecretConflict (Ready=False): a Secret with the wanted name exists and
+	// SecretConflictReason (Ready=False): a Secret with the wanted name exists and
 	// is not pushmon's; pushmon never overwrites it.
-	ReasonSecretConflict = "SecretConflict"
+	SecretConflictReason = "SecretConflict"
 
-	// ReasonInvalidSpec (Ready=False; also a Warning event): the spec breaks a
+	// InvalidSpecReason (Ready=False; also a Warning event): the spec breaks a
 	// rule the CRD normally enforces; pushmon does not retry until it changes.
-	ReasonInvalidSpec = "InvalidSpec"
+	InvalidSpecReason = "InvalidSpec"
 
-	// ReasonInvalidSchedule (Ready=False; also a Warning event): spec.schedule
+	// InvalidScheduleReason (Ready=False; also a Warning event): spec.schedule
 	// or spec.timeZone does not parse (normally refused at apply time by
 	// pushmon's validating webhook). Not retried until the spec changes.
-	ReasonInvalidSchedule = "InvalidSchedule"
+	InvalidScheduleReason = "InvalidSchedule"
 
-	// ReasonCronJobNotFound (Ready=False): spec.cronJobRef names a CronJob
+	// CronJobNotFoundReason (Ready=False): spec.cronJobRef names a CronJob
 	// that does not exist (yet); the monitor picks it up when it appears.
-	ReasonCronJobNotFound = "CronJobNotFound"
+	CronJobNotFoundReason = "CronJobNotFound"
 
-	// ReasonSecretError (Ready=False): the Secret could not be read or written;
+	// SecretErrorReason (Ready=False): the Secret could not be read or written;
 	// the reconciler retries.
-	ReasonSecretError = "SecretError"
+	SecretErrorReason = "SecretError"
 )
 
 // Reasons for the Healthy condition. The Down reasons double as Event reasons.
 const (
-	// ReasonHeartbeatReceived (Healthy=True): heartbeats arrive within the timeout.
-	ReasonHeartbeatReceived = "HeartbeatReceived"
+	// HeartbeatReceivedReason (Healthy=True): heartbeats arrive within the timeout.
+	HeartbeatReceivedReason = "HeartbeatReceived"
 
-	// ReasonRecovered (Healthy=True; also an Event reason): an up heartbeat
+	// RecoveredReason (Healthy=True; also an Event reason): an up heartbeat
 	// arrived while the monitor was Down.
-	ReasonRecovered = "Recovered"
+	RecoveredReason = "Recovered"
 
-	// ReasonHeartbeatMissed (Healthy=False; also an Event reason): no heartbeat
+	// HeartbeatMissedReason (Healthy=False; also an Event reason): no heartbeat
 	// for timeout + grace period.
-	ReasonHeartbeatMissed = "HeartbeatMissed"
+	HeartbeatMissedReason = "HeartbeatMissed"
 
-	// ReasonDownReported (Healthy=False; also an Event reason): a client pushed
+	// DownReportedReason (Healthy=False; also an Event reason): a client pushed
 	// status=down.
+	DownReportedReason = "DownReported"
 
-	// ReasonRunFailed (Healthy=False; also an Event reason): runs reported
+	// RunFailedReason (Healthy=False; also an Event reason): runs reported
 	// failure (a /fail ping or a non-zero exit status) failureThreshold
 	// times in a row.
-	ReasonRunFailed = "RunFailed"
+	RunFailedReason = "RunFailed"
 
-	// ReasonRunTooLong (Healthy=False; also an Event reason): a run is still
+	// RunTooLongReason (Healthy=False; also an Event reason): a run is still
 	// open maxRunDuration after its start.
-	ReasonRunTooLong = "RunTooLong"
+	RunTooLongReason = "RunTooLong"
 
-	// ReasonScheduleMissed (Healthy=False; also an Event reason): with a
+	// ScheduleMissedReason (Healthy=False; also an Event reason): with a
 	// schedule, no run reported by a scheduled time + grace period.
-	ReasonScheduleMissed = "ScheduleMissed"
-	ReasonDownReported   = "DownReported"
+	ScheduleMissedReason = "ScheduleMissed"
 
-	// ReasonAwaitingFirstHeartbeat (Healthy=Unknown): no heartbeat yet.
-	ReasonAwaitingFirstHeartbeat = "AwaitingFirstHeartbeat"
+	// AwaitingFirstHeartbeatReason (Healthy=Unknown): no heartbeat yet.
+	AwaitingFirstHeartbeatReason = "AwaitingFirstHeartbeat"
 
-	// ReasonCronJobSuspended (Healthy=Unknown): the followed CronJob is
+	// CronJobSuspendedReason (Healthy=Unknown): the followed CronJob is
 	// suspended; no Down transitions, no alerts.
-	ReasonCronJobSuspended = "CronJobSuspended"
+	CronJobSuspendedReason = "CronJobSuspended"
 
-	// ReasonSuspended (Healthy=Unknown): spec.suspend is true.
-	ReasonSuspended = "Suspended"
-)
-
-// Event reasons that are not condition reasons.
-const (
-	// EventTokenIssued: a new push token was written into the monitor's Secret.
-	EventTokenIssued = "TokenIssued"
+	// SuspendedReason (Healthy=Unknown): spec.suspend is true.
+	SuspendedReason = "Suspended"
 )

@@ -14,13 +14,13 @@ const (
 
 // Reasons of the events pushmon emits about objects other than PushMonitors.
 const (
-	// ReasonMonitorCreated (Normal, on a CronJob): the PushMonitor it asked
+	// MonitorCreatedReason (Normal, on a CronJob): the PushMonitor it asked
 	// for was created.
-	ReasonMonitorCreated = "PushMonitorCreated"
-	// ReasonMonitorNameTaken (Warning, on a CronJob): a PushMonitor of the
+	MonitorCreatedReason = "PushMonitorCreated"
+	// MonitorNameTakenReason (Warning, on a CronJob): a PushMonitor of the
 	// CronJob's name exists and was not created for it; pushmon leaves it.
-	ReasonMonitorNameTaken = "PushMonitorNameTaken"
-	// ReasonMonitorNotFound (Warning, on a pod): the pod names a monitor that
+	MonitorNameTakenReason = "PushMonitorNameTaken"
+	// MonitorNotFoundReason (Warning, on a pod): the pod names a monitor that
 	// does not exist or cannot be used; it is admitted unchanged.
-	ReasonMonitorNotFound = "PushMonitorNotFound"
+	MonitorNotFoundReason = "PushMonitorNotFound"
 )

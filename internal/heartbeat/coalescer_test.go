@@ -132,7 +132,7 @@ func newMonitor(uid types.UID, timeout, grace time.Duration) *monitoringv1alpha1
 		m.Spec.GracePeriod = &metav1.Duration{Duration: grace}
 	}
 	return withStatus(m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReportedUp,
-		metav1.ConditionTrue, monitoringv1alpha1.ReasonHeartbeatReceived, epoch)
+		metav1.ConditionTrue, monitoringv1alpha1.HeartbeatReceivedReason, epoch)
 }
 
 // withStatus is a copy of m whose cached status is state, the last reported
@@ -310,7 +310,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		// The cache already shows a down report (another replica) that the
 		// leader has not acted on: only this replica's last write differs.
 		cached := withStatus(m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReportedDown,
-			metav1.ConditionTrue, monitoringv1alpha1.ReasonHeartbeatReceived, epoch)
+			metav1.ConditionTrue, monitoringv1alpha1.HeartbeatReceivedReason, epoch)
 		g.Expect(c.Record(ctx, cached, down("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
 
@@ -335,7 +335,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		// Another replica wrote a down report since; this replica's last
 		// write was up, as is this push.
 		cached := withStatus(m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReportedDown,
-			metav1.ConditionTrue, monitoringv1alpha1.ReasonHeartbeatReceived, epoch)
+			metav1.ConditionTrue, monitoringv1alpha1.HeartbeatReceivedReason, epoch)
 		g.Expect(c.Record(ctx, cached, up("c"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "c"}))
 		g.Expect(s.inRecord()).To(Equal([]bool{true, true}))
@@ -348,7 +348,7 @@ func TestCoalescerStatusChangeIsWrittenAtOnce(t *testing.T) {
 		s := &fakeSink{}
 		c := newCoalescer(s, window)
 		m := withStatus(newMonitor("u1", time.Minute, defaultGrace), monitoringv1alpha1.StateDown,
-			monitoringv1alpha1.ReportedDown, metav1.ConditionFalse, monitoringv1alpha1.ReasonDownReported, epoch)
+			monitoringv1alpha1.ReportedDown, metav1.ConditionFalse, monitoringv1alpha1.DownReportedReason, epoch)
 
 		g.Expect(c.Record(ctx, m, down("a"))).To(Succeed())
 		for _, msg := range []string{"b", "c", "d"} {
@@ -377,7 +377,7 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		// The leader decided Down (deadline missed); the last report was up.
 		t1 := epoch.Add(time.Hour)
 		downed := withStatus(m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReportedUp,
-			metav1.ConditionFalse, monitoringv1alpha1.ReasonHeartbeatMissed, t1)
+			metav1.ConditionFalse, monitoringv1alpha1.HeartbeatMissedReason, t1)
 		g.Expect(c.Record(ctx, downed, up("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
 		// Once per episode: the cache has not changed, the next is held.
@@ -388,7 +388,7 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		// A new Down episode (Healthy changed again): written at once again.
 		t2 := t1.Add(time.Hour)
 		downedAgain := withStatus(m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReportedUp,
-			metav1.ConditionFalse, monitoringv1alpha1.ReasonHeartbeatMissed, t2)
+			metav1.ConditionFalse, monitoringv1alpha1.HeartbeatMissedReason, t2)
 		g.Expect(c.Record(ctx, downedAgain, up("d"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b", "d"}))
 		g.Expect(c.Record(ctx, downedAgain, up("e"))).To(Succeed())
@@ -408,7 +408,7 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		// Same Healthy transition time as before but another state: a new
 		// episode.
 		pending := withStatus(m, monitoringv1alpha1.StatePending, monitoringv1alpha1.ReportedUp,
-			metav1.ConditionUnknown, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, epoch)
+			metav1.ConditionUnknown, monitoringv1alpha1.AwaitingFirstHeartbeatReason, epoch)
 		g.Expect(c.Record(ctx, pending, up("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a", "b"}))
 		g.Expect(c.Record(ctx, pending, up("c"))).To(Succeed())
@@ -423,12 +423,12 @@ func TestCoalescerUpPushEndingPendingOrDownOncePerEpisode(t *testing.T) {
 		s := &fakeSink{}
 		c := newCoalescer(s, window)
 		fresh := withStatus(newMonitor("u1", time.Minute, defaultGrace), monitoringv1alpha1.StatePending, "",
-			metav1.ConditionUnknown, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, epoch)
+			metav1.ConditionUnknown, monitoringv1alpha1.AwaitingFirstHeartbeatReason, epoch)
 		g.Expect(c.Record(ctx, fresh, up("a"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a"}))
 		// The cache shows this write; the leader has not reconciled yet.
 		seen := withStatus(fresh, monitoringv1alpha1.StatePending, monitoringv1alpha1.ReportedUp,
-			metav1.ConditionUnknown, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat, epoch)
+			metav1.ConditionUnknown, monitoringv1alpha1.AwaitingFirstHeartbeatReason, epoch)
 		g.Expect(c.Record(ctx, seen, up("b"))).To(Succeed())
 		g.Expect(s.messages()).To(Equal([]string{"a"}))
 		c.FlushAll(context.Background())

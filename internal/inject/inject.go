@@ -93,7 +93,7 @@ func (p *PodInjector) secretFor(ctx context.Context, namespace, name string) (se
 	// A Secret of that name that pushmon does not own holds no push URL of
 	// this monitor; pointing the pod at it would leak or break.
 	if c := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.ReadyCondition); c != nil &&
-		c.Reason == monitoringv1alpha1.ReasonSecretConflict {
+		c.Reason == monitoringv1alpha1.SecretConflictReason {
 		return "", fmt.Sprintf("pushmon: PushMonitor %q cannot issue its token (%s); pod admitted without %s",
 			name, c.Message, EnvPushURL)
 	}
@@ -114,7 +114,7 @@ func (p *PodInjector) warn(namespace string, pod *corev1.Pod, note string) {
 	default:
 		return // nothing an event could point at; the admission warning remains
 	}
-	p.Recorder.Eventf(regarding, nil, corev1.EventTypeWarning, monitoringv1alpha1.ReasonMonitorNotFound, actionInject, "%s", note)
+	p.Recorder.Eventf(regarding, nil, corev1.EventTypeWarning, monitoringv1alpha1.MonitorNotFoundReason, actionInject, "%s", note)
 }
 
 // Inject adds PUSH_URL and PUSH_INTERVAL from Secret secretName to every

@@ -217,7 +217,7 @@ func waitStoppers(ctx context.Context, w *watcher, mons []*monitor, deadline tim
 			}
 			down := false
 			for _, o := range obs[m.name] {
-				down = down || o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonHeartbeatMissed
+				down = down || o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.HeartbeatMissedReason
 			}
 			if !down {
 				missing++

@@ -204,7 +204,7 @@ func analyze(d *runData) *result {
 				if o.state != monitoringv1alpha1.StateDown {
 					continue
 				}
-				if m.class == flapper && o.reason == monitoringv1alpha1.ReasonDownReported {
+				if m.class == flapper && o.reason == monitoringv1alpha1.DownReportedReason {
 					continue
 				}
 				var lastOK *pushRec
@@ -241,7 +241,7 @@ func analyze(d *runData) *result {
 				due := dueDown(lastOK)
 				var downAt time.Time
 				for _, o := range obs {
-					if o.at.After(lastOK) && o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonHeartbeatMissed {
+					if o.at.After(lastOK) && o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.HeartbeatMissedReason {
 						downAt = o.at
 						break
 					}
@@ -310,7 +310,7 @@ func analyze(d *runData) *result {
 				// the first within a window).
 				reflected := false
 				for _, q := range m.pushes {
-					if q.down && q.episode == ep && evCount[evKey{m.name, monitoringv1alpha1.ReasonDownReported, q.msg}] > 0 {
+					if q.down && q.episode == ep && evCount[evKey{m.name, monitoringv1alpha1.DownReportedReason, q.msg}] > 0 {
 						reflected = true
 					}
 				}
@@ -322,7 +322,7 @@ func analyze(d *runData) *result {
 					if o.msg == p.msg && o.reported == monitoringv1alpha1.ReportedDown {
 						stored = true
 					}
-					isDown := o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonDownReported
+					isDown := o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.DownReportedReason
 					if isDown && o.msg == p.msg {
 						reflected = true
 					}
@@ -344,13 +344,13 @@ func analyze(d *runData) *result {
 				if !reflected {
 					until := upAccepted(m.pushes, p).Add(10 * time.Second)
 					for _, o := range obs {
-						if o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonDownReported &&
+						if o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.DownReportedReason &&
 							!o.at.Before(p.answered) && o.at.Before(until) {
 							reflected = true
 							break
 						}
 					}
-					for _, at := range evTimes[[2]string{m.name, monitoringv1alpha1.ReasonDownReported}] {
+					for _, at := range evTimes[[2]string{m.name, monitoringv1alpha1.DownReportedReason}] {
 						if !at.Before(p.answered.Add(-time.Second)) && at.Before(until) {
 							reflected = true
 						}
@@ -413,24 +413,24 @@ func analyze(d *runData) *result {
 			if k.name != m.name || n <= 1 {
 				continue
 			}
-			if k.reason == monitoringv1alpha1.ReasonDownReported || k.reason == monitoringv1alpha1.ReasonRecovered {
+			if k.reason == monitoringv1alpha1.DownReportedReason || k.reason == monitoringv1alpha1.RecoveredReason {
 				r.duplicates += n - 1
 				r.example("dup", "%s: %d %s events for %s (%s)", m.name, n, k.reason, k.msg, strings.Join(evWhen[k], ", "))
 			}
 		}
 		missedTransitions, prevMissed := 0, false
 		for _, o := range obs {
-			isMissed := o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.ReasonHeartbeatMissed
+			isMissed := o.state == monitoringv1alpha1.StateDown && o.reason == monitoringv1alpha1.HeartbeatMissedReason
 			if isMissed && !prevMissed {
 				missedTransitions++
 			}
 			prevMissed = isMissed
 		}
-		if n := evByReason[[2]string{m.name, monitoringv1alpha1.ReasonHeartbeatMissed}]; n > missedTransitions {
+		if n := evByReason[[2]string{m.name, monitoringv1alpha1.HeartbeatMissedReason}]; n > missedTransitions {
 			r.duplicates += n - missedTransitions
 			r.example("dup", "%s: %d HeartbeatMissed events for %d transitions", m.name, n, missedTransitions)
 		}
-		if n := evByReason[[2]string{m.name, monitoringv1alpha1.EventTokenIssued}]; n > 1 {
+		if n := evByReason[[2]string{m.name, monitoringv1alpha1.TokenIssuedReason}]; n > 1 {
 			r.duplicates += n - 1
 			r.example("dup", "%s: %d TokenIssued events", m.name, n)
 		}

@@ -74,7 +74,7 @@ func TestCronJobHeartbeatTurnsMonitorUp(t *testing.T) {
 	g.Expect(string(raw)).NotTo(ContainSubstring(tok))
 
 	runPod(t, pod)
-	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason)
 	g.Expect(got.Status.LastMessage).To(Equal("backup-completed"))
 	g.Eventually(func(g Gomega) {
 		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(&job), &job)).To(Succeed())
@@ -99,7 +99,7 @@ func TestFailingCronJobReportsDown(t *testing.T) {
 	g.Expect(envOf(pod.Spec.Containers[0])).To(HaveKey(inject.EnvPushURL))
 
 	runPod(t, pod)
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonDownReported)
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason)
 	g.Expect(got.Status.LastMessage).To(Equal("backup-failed"))
 	g.Eventually(func(g Gomega) {
 		var job batchv1.Job
@@ -131,5 +131,5 @@ func TestPlainSecretKeyRef(t *testing.T) {
 	pod := podOf(t, ns, job.Name, 30*time.Second)
 	g.Expect(pod.Spec.Containers[0].Env).To(HaveLen(1), "no injection without the annotation")
 	runPod(t, pod)
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.ReasonHeartbeatReceived)
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason)
 }

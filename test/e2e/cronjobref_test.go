@@ -59,7 +59,7 @@ func TestCronJobRef(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		c := meta.FindStatusCondition(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.ReadyCondition)
 		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonCronJobNotFound))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.CronJobNotFoundReason))
 	}).Should(Succeed())
 
 	berlin := "Europe/Berlin"
@@ -69,10 +69,10 @@ func TestCronJobRef(t *testing.T) {
 	cj.Spec.JobTemplate.Spec.Template.Annotations = nil
 	cj.Spec.JobTemplate.Spec.Template.Spec.Containers[0].Command = []string{"/bin/sh", "-c", "echo backup done"}
 	g.Expect(k8sClient.Create(ctx, cj)).To(Succeed())
-	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonCronJobSuspended)
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.CronJobSuspendedReason)
 
 	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json", []byte(`{"spec":{"suspend":false}}`)))).To(Succeed())
-	got := expectState(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.ReasonAwaitingFirstHeartbeat)
+	got := expectState(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason)
 	g.Expect(got.Status.NextRunTime).NotTo(BeNil())
 	loc, _ := time.LoadLocation(berlin)
 	g.Expect(got.Status.NextRunTime.In(loc).Format("15:04")).To(Equal("02:30"))
@@ -94,7 +94,7 @@ func TestCronJobRef(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	setPodStatus(t, podOf(t, ns, "run-2", 30*time.Second), corev1.PodFailed, corev1.ContainerState{
 		Terminated: &corev1.ContainerStateTerminated{ExitCode: 137, Reason: "OOMKilled", FinishedAt: metav1.Now()}})
-	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunFailed)
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason)
 	g.Eventually(func(g Gomega) {
 		g.Expect(healthyMessage(g, m)).To(Equal("job run-2 failed: container backup OOMKilled (exit 137)"))
 	}).Should(Succeed())
@@ -109,7 +109,7 @@ func TestCronJobRef(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	setPodStatus(t, podOf(t, ns, "run-3", 30*time.Second), corev1.PodPending, corev1.ContainerState{
 		Waiting: &corev1.ContainerStateWaiting{Reason: "ImagePullBackOff", Message: "Back-off pulling image"}})
-	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReasonRunTooLong)
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunTooLongReason)
 	g.Eventually(func(g Gomega) {
 		g.Expect(healthyMessage(g, m)).To(MatchRegexp(`^run "run-3" started \d+s ago is still open \(maxRunDuration 3s\): container backup ImagePullBackOff$`))
 	}).Should(Succeed())
@@ -134,7 +134,7 @@ func TestCronJobAnnotationOptIn(t *testing.T) {
 		g.Expect(got.Spec.CronJobRef.Name).To(Equal("reports"))
 		g.Expect(metav1.IsControlledBy(got, cj)).To(BeTrue())
 	}).Should(Succeed())
-	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.ReasonCronJobSuspended)
+	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.CronJobSuspendedReason)
 
 	g.Expect(k8sClient.Patch(ctx, cj, client.RawPatch("application/merge-patch+json",
 		[]byte(`{"metadata":{"annotations":{"monitoring.pushmon.dev/monitor":null}}}`)))).To(Succeed())
@@ -193,7 +193,7 @@ func TestCronJobForbidStuckIsScheduleMissed(t *testing.T) {
 		got := getMonitor(g, m)
 		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
 		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
-		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ReasonScheduleMissed))
+		g.Expect(c.Reason).To(Equal(monitoringv1alpha1.ScheduleMissedReason))
 		g.Expect(c.Message).To(MatchRegexp(`; concurrencyPolicy Forbid: Job sync-\d+ has been running since \S+Z$`))
 	}).WithTimeout(150 * time.Second).WithPolling(time.Second).Should(Succeed())
 }

@@ -105,7 +105,7 @@ spec:
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: ns, Name: "lonely"}, &got)).To(Succeed())
 	g.Expect(got.Spec.Containers[0].Env).To(BeEmpty())
 	g.Eventually(func(g Gomega) {
-		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.ReasonMonitorNotFound)
+		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.MonitorNotFoundReason)
 		g.Expect(evs).To(HaveLen(1))
 		g.Expect(evs[0].Note).To(ContainSubstring(`PushMonitor "nope" not found`))
 		g.Expect(evs[0].ReportingController).To(Equal("pushmon"))
@@ -129,10 +129,10 @@ spec:
 	pod := podOf(t, ns, job.Name, 30*time.Second)
 	g.Expect(pod.Spec.Containers[0].Env).To(BeEmpty())
 	g.Eventually(func(g Gomega) {
-		g.Expect(warnings(g, ns, "Job", job.Name, monitoringv1alpha1.ReasonMonitorNotFound)).To(HaveLen(1))
+		g.Expect(warnings(g, ns, "Job", job.Name, monitoringv1alpha1.MonitorNotFoundReason)).To(HaveLen(1))
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 	g.Consistently(func(g Gomega) {
-		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.ReasonMonitorNotFound)
+		evs := warnings(g, ns, "Pod", "lonely", monitoringv1alpha1.MonitorNotFoundReason)
 		g.Expect(evs).To(HaveLen(1))
 		g.Expect(evs[0].Series).To(BeNil(), "the dry run recorded an event")
 	}).WithTimeout(2 * time.Second).Should(Succeed())

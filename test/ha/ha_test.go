@@ -83,7 +83,7 @@ func missedEvents(g Gomega, m *monitoringv1alpha1.PushMonitor) int {
 	g.Expect(k8sClient.List(context.Background(), &list, client.InNamespace(m.Namespace))).To(Succeed())
 	n := 0
 	for _, e := range list.Items {
-		if e.Regarding.Name == m.Name && e.Reason == monitoringv1alpha1.ReasonHeartbeatMissed {
+		if e.Regarding.Name == m.Name && e.Reason == monitoringv1alpha1.HeartbeatMissedReason {
 			n++
 		}
 	}

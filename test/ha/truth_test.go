@@ -83,14 +83,14 @@ func TestReportOrderAcrossReplicas(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			got := get(g, m)
 			g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
-			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.ReasonDownReported))
+			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.DownReportedReason))
 		}).Should(Succeed())
 		// Past A's window: its flush must not bring back the older up push.
 		g.Consistently(func(g Gomega) {
 			got := get(g, m)
 			g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
 			g.Expect(got.Status.LastMessage).To(Equal("disk-full"))
-			g.Expect(eventCount(g, m, monitoringv1alpha1.ReasonRecovered)).To(BeZero())
+			g.Expect(eventCount(g, m, monitoringv1alpha1.RecoveredReason)).To(BeZero())
 		}).WithTimeout(window + 3*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 
@@ -101,7 +101,7 @@ func TestReportOrderAcrossReplicas(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			got := get(g, m)
 			g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown))
-			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.ReasonDownReported))
+			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.DownReportedReason))
 		}).Should(Succeed())
 		mustPush(t, a, tok, "status=down&msg=broken-2") // same status: held by A
 		g.Expect(get(g, m).Status.LastMessage).To(Equal("broken-1"), "A holds the second push")
@@ -109,13 +109,13 @@ func TestReportOrderAcrossReplicas(t *testing.T) {
 		g.Eventually(func(g Gomega) {
 			got := get(g, m)
 			g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
-			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.ReasonRecovered))
+			g.Expect(healthReason(got)).To(Equal(monitoringv1alpha1.RecoveredReason))
 		}).Should(Succeed())
 		g.Consistently(func(g Gomega) {
 			got := get(g, m)
 			g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
 			g.Expect(got.Status.LastMessage).To(Equal("fixed"))
-			g.Expect(eventCount(g, m, monitoringv1alpha1.ReasonDownReported)).To(Equal(1))
+			g.Expect(eventCount(g, m, monitoringv1alpha1.DownReportedReason)).To(Equal(1))
 		}).WithTimeout(window + 3*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 	})
 }
