@@ -99,6 +99,8 @@ func TestEvaluateRuns(t *testing.T) {
 			m.Status.State = monitoringv1alpha1.StateDown
 			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Status: metav1.ConditionFalse,
 				Reason: reason, Message: "the run failed with exit status 3 (2 failures in a row): disk full"}}
+			m.Status.LastFailure = &monitoringv1alpha1.FailureReport{Time: *mt(-time.Minute),
+				Status: monitoringv1alpha1.ReportedFailed, ExitCode: code(3), Message: "disk full"}
 		}
 	}
 	for _, c := range []struct {
@@ -125,7 +127,15 @@ func TestEvaluateRuns(t *testing.T) {
 			downWith(monitoringv1alpha1.RunFailedReason)(m)
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(time.Minute), monitoringv1alpha1.ReportedUp, 1
 		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason,
-			"the run failed with exit status 3 (1 of 2 successes in a row to recover)"},
+			"the run failed with exit status 3: disk full (1 of 2 successes in a row to recover)"},
+		{"recovering from a failure whose message has parentheses: the message whole", job(func(m *monitoringv1alpha1.PushMonitor) {
+			downWith(monitoringv1alpha1.RunFailedReason)(m)
+			m.Spec.FailureThreshold = 1
+			m.Status.LastFailure.Message = "disk full (sda1)"
+			m.Status.Conditions[0].Message = "the run failed with exit status 3: disk full (sda1)"
+			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(time.Minute), monitoringv1alpha1.ReportedUp, 1
+		}), monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason,
+			"the run failed with exit status 3: disk full (sda1) (1 of 2 successes in a row to recover)"},
 		{"the second success: Recovered", job(func(m *monitoringv1alpha1.PushMonitor) {
 			downWith(monitoringv1alpha1.RunFailedReason)(m)
 			m.Status.LastHeartbeatTime, m.Status.LastReportedStatus, m.Status.ConsecutiveSuccesses = mt(2*time.Minute), monitoringv1alpha1.ReportedUp, 2

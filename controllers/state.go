@@ -95,7 +95,7 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 	if st.LastHeartbeatTime != nil && st.LastReportedStatus != monitoringv1alpha1.ReportedUp &&
 		st.LastReportedStatus != "" && reached(st.ConsecutiveFailures, m.Spec.FailureThreshold) {
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: failureReason(st), Message: failureMessage(m), NextRun: nextRun(m, anchor),
+			Reason: failureReason(st.LastReportedStatus), Message: failureMessage(m), NextRun: nextRun(m, anchor),
 			RecheckAfter: untilRunTooLong(runDeadline, now)}
 	}
 	if f := unshownFailure(m); f != nil {
@@ -103,11 +103,9 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 		// it (a leader change, or both written between two reconciles): the
 		// client said it failed, so the monitor goes Down for it now, and
 		// the success brings it back at the next evaluation.
-		shown := m.DeepCopy()
-		shown.Status.LastReportedStatus, shown.Status.LastMessage, shown.Status.LastExitCode = f.Status, f.Message, f.ExitCode
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
-			Reason: failureReason(&shown.Status), NextRun: nextRun(m, anchor),
-			Message: failureMessage(shown) + fmt.Sprintf(" (reported at %s, a success since)", f.Time.UTC().Format(time.RFC3339))}
+			Reason: failureReason(f.Status), NextRun: nextRun(m, anchor),
+			Message: recoveringFrom(m) + fmt.Sprintf(" (reported at %s, a success since)", f.Time.UTC().Format(time.RFC3339))}
 	}
 	prevDown := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
 	if st.State == monitoringv1alpha1.StateDown && prevDown != nil && isReported(prevDown.Reason) &&
@@ -115,7 +113,7 @@ func evaluateFollowing(m *monitoringv1alpha1.PushMonitor, f followed, now, watch
 		// Down until enough successes in a row.
 		return health{State: monitoringv1alpha1.StateDown, Status: metav1.ConditionFalse,
 			Reason: prevDown.Reason, Message: fmt.Sprintf("%s (%d of %d successes in a row to recover)",
-				strings.SplitN(prevDown.Message, " (", 2)[0], st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold),
+				recoveringFrom(m), st.ConsecutiveSuccesses, m.Spec.RecoveryThreshold),
 			NextRun: nextRun(m, anchor), RecheckAfter: untilRunTooLong(runDeadline, now)}
 	}
 	prev := meta.FindStatusCondition(st.Conditions, monitoringv1alpha1.HealthyCondition)
@@ -295,8 +293,8 @@ func isReported(reason string) bool {
 	return reason == monitoringv1alpha1.DownReportedReason || reason == monitoringv1alpha1.RunFailedReason
 }
 
-func failureReason(st *monitoringv1alpha1.PushMonitorStatus) string {
-	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+func failureReason(reported monitoringv1alpha1.ReportedStatus) string {
+	if reported == monitoringv1alpha1.ReportedFailed {
 		return monitoringv1alpha1.RunFailedReason
 	}
 	return monitoringv1alpha1.DownReportedReason
@@ -306,26 +304,47 @@ func failureReason(st *monitoringv1alpha1.PushMonitorStatus) string {
 // exit status 3 (2 failures in a row): disk full".
 func failureMessage(m *monitoringv1alpha1.PushMonitor) string {
 	st := &m.Status
-	if m.Spec.CronJobRef != nil && st.LastReportedStatus == monitoringv1alpha1.ReportedFailed && st.LastMessage != "" {
+	inARow := ""
+	if m.Spec.FailureThreshold > 1 {
+		inARow = fmt.Sprintf("%d failures in a row", st.ConsecutiveFailures)
+	}
+	return describeFailure(m.Spec.CronJobRef != nil, st.LastReportedStatus, st.LastExitCode, st.LastMessage, inARow)
+}
+
+// recoveringFrom says which failure a Down monitor is recovering from, from
+// status.lastFailure (the newest failure reported), without counts, e.g.
+// "the run failed with exit status 3: disk full".
+func recoveringFrom(m *monitoringv1alpha1.PushMonitor) string {
+	f := m.Status.LastFailure
+	if f == nil { // stored by a version that kept no lastFailure
+		return "a failure was reported"
+	}
+	return describeFailure(m.Spec.CronJobRef != nil, f.Status, f.ExitCode, f.Message, "")
+}
+
+// describeFailure words a reported failure; inARow, when set, goes in
+// parentheses before the client's message.
+func describeFailure(cronJob bool, status monitoringv1alpha1.ReportedStatus, exitCode *int32, message, inARow string) string {
+	if cronJob && status == monitoringv1alpha1.ReportedFailed && message != "" {
 		// The Job's diagnosis says it all ("job x failed: container backup
 		// OOMKilled (exit 137)").
-		if m.Spec.FailureThreshold > 1 {
-			return fmt.Sprintf("%s (%d failures in a row)", st.LastMessage, st.ConsecutiveFailures)
+		if inARow != "" {
+			return fmt.Sprintf("%s (%s)", message, inARow)
 		}
-		return st.LastMessage
+		return message
 	}
 	msg := "the client reported status=down"
-	if st.LastReportedStatus == monitoringv1alpha1.ReportedFailed {
+	if status == monitoringv1alpha1.ReportedFailed {
 		msg = "the run failed"
-		if st.LastExitCode != nil {
-			msg += fmt.Sprintf(" with exit status %d", *st.LastExitCode)
+		if exitCode != nil {
+			msg += fmt.Sprintf(" with exit status %d", *exitCode)
 		}
 	}
-	if m.Spec.FailureThreshold > 1 {
-		msg += fmt.Sprintf(" (%d failures in a row)", st.ConsecutiveFailures)
+	if inARow != "" {
+		msg += " (" + inARow + ")"
 	}
-	if st.LastMessage != "" {
-		msg += ": " + st.LastMessage
+	if message != "" {
+		msg += ": " + message
 	}
 	return msg
 }
