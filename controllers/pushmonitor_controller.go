@@ -4,6 +4,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -18,7 +19,6 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
-	"sigs.k8s.io/controller-runtime/pkg/manager"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/metrics"
@@ -89,8 +89,10 @@ type watchStart struct {
 // +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
 
 // Reconcile brings one PushMonitor's Secret and status up to date and
-// requeues itself at the monitor's deadline.
-func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+// requeues itself at the monitor's deadline. It has one exit: what the work
+// decided is stored in one status patch, and only once it is stored are the
+// monitor's metrics and events published for it.
+func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
 	var m monitoringv1alpha1.PushMonitor
 	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
 		if apierrors.IsNotFound(err) {
@@ -110,48 +112,89 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 	}
 	orig := m.DeepCopy()
 	now := r.now()
+	var out outcome
+	defer func() {
+		setProgress(&m)
+		// Every transition is written only if status is unchanged since it
+		// was read (optimistic locking): a heartbeat stored in the meantime
+		// always wins over a missed-heartbeat Down, and a stale cached copy
+		// (or a deposed leader) cannot write a transition, and emit its
+		// event, again. So is a CronJob's run, whose fields pushes write too.
+		transition := out.health != nil && !sameHealth(orig, *out.health)
+		if err := r.patchStatus(ctx, orig, &m, transition || out.runsChanged); err != nil {
+			if apierrors.IsConflict(err) {
+				// A heartbeat was stored after the cache's copy: its watch
+				// event is on the way and re-runs this at once. No error, so
+				// that the rate limiter's backoff does not delay a Down that
+				// is due.
+				ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
+				result, retErr = ctrl.Result{RequeueAfter: conflictRecheck}, nil
+				return
+			}
+			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
+			return
+		}
+		r.reportMetrics(orig, &m, out.health)
+		r.emitEvents(orig, &m, &out, now)
+	}()
+	return r.reconcile(ctx, orig, &m, now, &out)
+}
 
-	if reason, err := invalidSpec(&m); err != nil {
+// outcome is what one reconcile decided beyond the status it set: what to
+// announce once that status is stored.
+type outcome struct {
+	// health is the evaluated state; nil when the reconcile ended before
+	// evaluating it (an invalid spec, an error).
+	health *health
+	// token is what happened to the push token.
+	token tokenChange
+	// runsChanged: a followed CronJob's runs were counted into status.
+	runsChanged bool
+	// readyWarning, when set, is a Ready problem newly seen.
+	readyWarning *readyWarning
+}
+
+type readyWarning struct{ reason, action, note string }
+
+// reconcile is Reconcile's work on m, whose status Reconcile stores.
+func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitoringv1alpha1.PushMonitor, now time.Time, out *outcome) (ctrl.Result, error) {
+	if reason, err := invalidSpec(m); err != nil {
 		// Terminal: retrying cannot help until the spec changes.
-		if r.setReady(&m, metav1.ConditionFalse, reason, err.Error()) {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, reason, actionValidate, "%s", err.Error())
+		if r.setReady(m, metav1.ConditionFalse, reason, err.Error()) {
+			out.readyWarning = &readyWarning{reason, actionValidate, err.Error()}
 		}
 		m.Status.ObservedGeneration = m.Generation
-		setProgress(&m)
-		if err := r.patchStatus(ctx, orig, &m, false); err != nil {
-			return ctrl.Result{}, err
-		}
-		metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
 		return ctrl.Result{}, nil
 	}
 
 	result := ctrl.Result{}
-	change, secretErr := r.reconcileSecret(ctx, &m)
+	change, secretErr := r.reconcileSecret(ctx, m)
+	out.token = change
 	switch {
 	case isSecretConflict(secretErr):
-		if r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.SecretConflictReason, secretErr.Error()) {
-			r.Recorder.Eventf(&m, nil, corev1.EventTypeWarning, monitoringv1alpha1.SecretConflictReason, actionIssueToken, "%s", secretErr.Error())
+		if r.setReady(m, metav1.ConditionFalse, monitoringv1alpha1.SecretConflictReason, secretErr.Error()) {
+			out.readyWarning = &readyWarning{monitoringv1alpha1.SecretConflictReason, actionIssueToken, secretErr.Error()}
 		}
 		result.RequeueAfter = secretConflictRetry
 		secretErr = nil
 	case secretErr != nil:
-		r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.SecretErrorReason, secretErr.Error())
+		r.setReady(m, metav1.ConditionFalse, monitoringv1alpha1.SecretErrorReason, secretErr.Error())
 	default:
 		name := m.DesiredSecretName()
 		m.Status.SecretName = name
-		r.setReady(&m, metav1.ConditionTrue, monitoringv1alpha1.TokenIssuedReason, "push token issued into Secret "+name)
+		r.setReady(m, metav1.ConditionTrue, monitoringv1alpha1.TokenIssuedReason, "push token issued into Secret "+name)
 	}
 
 	// With spec.cronJobRef the monitor is evaluated with the CronJob's
 	// schedule, time zone and suspend, and its Jobs counted as runs.
-	eval, follow, runsChanged, waiting := &m, followed{}, false, ""
+	eval, follow, waiting := m, followed{}, ""
 	if m.Spec.CronJobRef != nil {
 		var err error
-		if eval, follow, waiting, runsChanged, err = r.followCronJob(ctx, &m); err != nil {
+		if eval, follow, waiting, out.runsChanged, err = r.followCronJob(ctx, m); err != nil {
 			return ctrl.Result{}, err
 		}
 		if waiting != "" {
-			r.setReady(&m, metav1.ConditionFalse, monitoringv1alpha1.CronJobNotFoundReason, waiting)
+			r.setReady(m, metav1.ConditionFalse, monitoringv1alpha1.CronJobNotFoundReason, waiting)
 		}
 	}
 
@@ -171,34 +214,14 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			h = r.explainCronJob(ctx, eval, follow, h, !sameHealth(orig, h))
 		}
 	}
-	r.applyHealth(&m, h)
-	markFailureShown(orig, &m, h)
-	setProgress(&m)
-	if secretErr == nil {
-		m.Status.ObservedGeneration = m.Generation
-	}
-
-	// Every transition is written only if status is unchanged since it was
-	// read (optimistic locking): a heartbeat stored in the meantime always
-	// wins over a missed-heartbeat Down, and a stale cached copy (or a
-	// deposed leader) cannot write a transition, and emit its event, again.
-	// So is a CronJob's run, whose fields pushes write too.
-	transition := !sameHealth(orig, h)
-	if err := r.patchStatus(ctx, orig, &m, transition || runsChanged); err != nil {
-		if apierrors.IsConflict(err) {
-			// A heartbeat was stored after the cache's copy: its watch event
-			// is on the way and re-runs this at once. No error, so that the
-			// rate limiter's backoff does not delay a Down that is due.
-			ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
-			return ctrl.Result{RequeueAfter: conflictRecheck}, nil
-		}
-		return ctrl.Result{}, err
-	}
-	r.emitEvents(orig, &m, h, change, now)
-	r.reportMetrics(orig, &m, h)
+	r.applyHealth(m, h)
+	markFailureShown(orig, m, h)
+	out.health = &h
 	if secretErr != nil {
 		return ctrl.Result{}, secretErr
 	}
+	// The generation is handled only once nothing is left to retry.
+	m.Status.ObservedGeneration = m.Generation
 	if h.RecheckAfter > 0 && (result.RequeueAfter == 0 || h.RecheckAfter < result.RequeueAfter) {
 		result.RequeueAfter = h.RecheckAfter
 	}
@@ -349,9 +372,13 @@ func (r *PushMonitorReconciler) patchStatus(ctx context.Context, orig, m *monito
 	return client.IgnoreNotFound(r.Status().Patch(ctx, m, patch))
 }
 
-// emitEvents emits one event per transition, after the transition is stored.
-func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonitor, h health, change tokenChange, now time.Time) {
-	switch change {
+// emitEvents emits the events for what a reconcile stored: a Ready problem
+// newly seen, the token's change, and one event per transition.
+func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonitor, out *outcome, now time.Time) {
+	if w := out.readyWarning; w != nil {
+		r.Recorder.Eventf(m, nil, corev1.EventTypeWarning, w.reason, w.action, "%s", w.note)
+	}
+	switch out.token {
 	case tokenIssued:
 		if orig.Status.SecretName == m.Status.SecretName {
 			r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken,
@@ -366,7 +393,8 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 	case tokenRotated:
 		r.Recorder.Eventf(m, nil, corev1.EventTypeNormal, monitoringv1alpha1.TokenIssuedReason, actionIssueToken, "%s", r.rotatedNote(m))
 	}
-	if sameHealth(orig, h) {
+	h := out.health
+	if h == nil || sameHealth(orig, *h) {
 		return
 	}
 	switch {
@@ -380,9 +408,9 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 // reportMetrics publishes the stored status as gauges and counts a
 // transition (a change of state or Healthy reason, as for events). Only the
 // leader reconciles, so only the leader reports monitors.
-func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, h health) {
+func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, h *health) {
 	metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
-	if sameHealth(orig, h) {
+	if h == nil || sameHealth(orig, *h) {
 		return
 	}
 	key, now := client.ObjectKeyFromObject(m), countedHealth{uid: m.UID, state: h.State, reason: h.Reason}
@@ -413,34 +441,29 @@ func (r *PushMonitorReconciler) now() time.Time {
 	return time.Now()
 }
 
+// Lead runs while this replica leads, as a runnable beside the controller
+// (controller-runtime starts runnables that need leader election only on the
+// leader). It notes when leading began, the watch start of every monitor
+// that existed then, and when leading ends it drops the per-monitor series
+// this replica can no longer keep current.
+func (r *PushMonitorReconciler) Lead(ctx context.Context) error {
+	r.leaderSince.Store(r.now().UnixNano())
+	<-ctx.Done()
+	metrics.ForgetMonitors()
+	return nil
+}
+
 // SetupWithManager registers the reconciler. It watches PushMonitors (spec
-// and status: heartbeats arrive as status writes) and the Secrets they own;
-// the manager's cache holds only Secrets with pushmon's labels.
+// and status: heartbeats arrive as status writes), the Secrets they own and
+// the CronJobs, Jobs and Pods of the monitors that follow a CronJob; the
+// manager's cache holds only Secrets with pushmon's labels.
 func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
-	r.Recorder = LimitNotes(r.Recorder)
-	// Runs beside the controller, so only while this replica leads: it marks
-	// the leader in pushmon_leader and, when leadership ends, drops the
-	// per-monitor series this replica can no longer keep current.
-	if err := mgr.Add(manager.RunnableFunc(func(ctx context.Context) error {
-		r.leaderSince.Store(r.now().UnixNano())
-		metrics.SetLeader(true)
-		<-ctx.Done()
-		metrics.SetLeader(false)
-		metrics.ForgetMonitors()
-		return nil
-	})); err != nil {
-		return err
-	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		For(&monitoringv1alpha1.PushMonitor{}).
 		Owns(&corev1.Secret{}).
 		Named("pushmonitor").
 		WithOptions(controller.Options{MaxConcurrentReconciles: max(r.MaxConcurrentReconciles, 1)})
 	if err := setupCronJobFollowing(context.Background(), mgr, b); err != nil {
-		return err
-	}
-	optIn := &CronJobOptInReconciler{Client: mgr.GetClient(), Recorder: r.Recorder}
-	if err := optIn.SetupWithManager(mgr); err != nil {
 		return err
 	}
 	return b.Complete(r)

@@ -1,5 +1,5 @@
 // Package operator wires pushmon's parts into a controller-runtime manager:
-// the token index, the reconciler, the push endpoint and the Pod webhook. cmd/main.go and the
+// the token index, the reconcilers, the push endpoint and the webhooks. cmd/main.go and the
 // integration tests both start pushmon through it, so tests run what ships.
 package operator
 
@@ -14,6 +14,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -107,10 +108,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	if err := token.SetupIndex(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("indexing token secrets: %w", err)
 	}
+	// Every event note is cut to what the Events API stores.
+	recorder := controllers.LimitNotes(mgr.GetEventRecorder("pushmon"))
 	r := &controllers.PushMonitorReconciler{
 		Client:                  mgr.GetClient(),
 		APIReader:               mgr.GetAPIReader(),
-		Recorder:                mgr.GetEventRecorder("pushmon"),
+		Recorder:                recorder,
 		PushBaseURL:             cfg.PushBaseURL,
 		Now:                     cfg.Now,
 		MaxConcurrentReconciles: cfg.Concurrency,
@@ -118,6 +121,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
+	}
+	if err := mgr.Add(manager.RunnableFunc(r.Lead)); err != nil {
+		return nil, fmt.Errorf("adding the leader's bookkeeping: %w", err)
+	}
+	optIn := &controllers.CronJobOptInReconciler{Client: mgr.GetClient(), Recorder: recorder}
+	if err := optIn.SetupWithManager(mgr); err != nil {
+		return nil, fmt.Errorf("setting up the CronJob opt-in controller: %w", err)
 	}
 	coalescer := &heartbeat.Coalescer{
 		Writer: &heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
@@ -142,7 +152,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 		hooks.Register(inject.Path, &webhook.Admission{Handler: &inject.PodInjector{
 			Reader:   mgr.GetClient(),
 			Decoder:  admission.NewDecoder(mgr.GetScheme()),
-			Recorder: controllers.LimitNotes(mgr.GetEventRecorder("pushmon")),
+			Recorder: recorder,
 		}})
 		if err := validation.Setup(mgr); err != nil {
 			return nil, fmt.Errorf("setting up the PushMonitor validating webhook: %w", err)
