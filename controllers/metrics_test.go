@@ -179,7 +179,6 @@ func TestMetricsLifecycle(t *testing.T) {
 	expectMonitorMetrics(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason, 1)
 
 	mfs, _ := scrape(g)
-	g.Expect(value(mfs, metrics.LeaderName, nil)).To(Equal(1.0), "the suite's manager leads")
 	ok200 := value(mfs, metrics.PushRequestsName, map[string]string{"code": "200"})
 	hbUp := value(mfs, metrics.HeartbeatsName, map[string]string{"status": "up"})
 	hbDown := value(mfs, metrics.HeartbeatsName, map[string]string{"status": "down"})

@@ -9,10 +9,12 @@
 package metrics
 
 import (
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -23,7 +25,6 @@ const (
 	PushRequestsName         = "pushmon_push_requests_total"
 	PushDurationName         = "pushmon_push_request_duration_seconds"
 	HeartbeatsName           = "pushmon_heartbeats_total"
-	LeaderName               = "pushmon_leader"
 	MonitorUpName            = "pushmon_monitor_up"
 	MonitorStateName         = "pushmon_monitor_state"
 	MonitorLastHeartbeatName = "pushmon_monitor_last_heartbeat_timestamp_seconds"
@@ -47,22 +48,19 @@ var (
 		Name: PushRequestsName,
 		Help: "Requests to the push endpoint by HTTP status code, on the replica that answered them.",
 	}, []string{"code"})
-	pushDuration = prometheus.NewHistogram(prometheus.HistogramOpts{
+	// No labels: promhttp observes into a vector; one series.
+	pushDuration = prometheus.NewHistogramVec(prometheus.HistogramOpts{
 		Name: PushDurationName,
 		Help: "Time from a push request's arrival to its answer, including the heartbeat write when there is one.",
 		// Answers from memory take well under a millisecond; a heartbeat
 		// written before its answer costs an API round trip; 5s is the
 		// write's own timeout.
 		Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
-	})
+	}, nil)
 	heartbeats = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: HeartbeatsName,
 		Help: "Heartbeats accepted (answered 200) by this replica, by the status the client reported. Not per monitor: see pushmon_monitor_last_heartbeat_timestamp_seconds.",
 	}, []string{"status"})
-	leader = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: LeaderName,
-		Help: "1 on the replica that runs the reconciler (the elected leader), 0 on the others.",
-	})
 	monitorUp = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: MonitorUpName,
 		Help: "1 while the PushMonitor is Up, 0 while Down; absent while Pending or Suspended. Reported by the leader only.",
@@ -99,27 +97,22 @@ var (
 	// Labelled as the push query spells them (status=up|down).
 	heartbeatsUp   = heartbeats.WithLabelValues("up")
 	heartbeatsDown = heartbeats.WithLabelValues("down")
-	pushByCode     = map[int]prometheus.Counter{}
 )
 
 func init() {
 	// Every answer the push endpoint gives, created at 0 so that rate()
 	// and absent() work before the first request of each kind.
 	for _, code := range []int{200, 400, 404, 405, 413, 415, 429, 503} {
-		pushByCode[code] = pushRequests.WithLabelValues(strconv.Itoa(code))
+		pushRequests.WithLabelValues(strconv.Itoa(code))
 	}
-	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats, leader,
+	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats,
 		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions)
 }
 
-// ObservePush counts one answered push request and its duration.
-func ObservePush(code int, d time.Duration) {
-	c, ok := pushByCode[code]
-	if !ok {
-		c = pushRequests.WithLabelValues(strconv.Itoa(code))
-	}
-	c.Inc()
-	pushDuration.Observe(d.Seconds())
+// InstrumentPush counts every answer h gives by its status code and times
+// it, from the request's arrival to the end of its answer.
+func InstrumentPush(h http.Handler) http.Handler {
+	return promhttp.InstrumentHandlerDuration(pushDuration, promhttp.InstrumentHandlerCounter(pushRequests, h))
 }
 
 // CountConnRefused counts one connection closed over the per-address cap.
@@ -132,15 +125,6 @@ func CountHeartbeat(status monitoringv1alpha1.ReportedStatus) {
 		return
 	}
 	heartbeatsUp.Inc()
-}
-
-// SetLeader says whether this replica runs the reconciler.
-func SetLeader(is bool) {
-	if is {
-		leader.Set(1)
-	} else {
-		leader.Set(0)
-	}
 }
 
 // SetMonitor reports a PushMonitor's stored status.

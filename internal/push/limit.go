@@ -13,7 +13,6 @@ import (
 
 	"golang.org/x/time/rate"
 
-	"github.com/pushmon/pushmon/internal/metrics"
 	"github.com/pushmon/pushmon/internal/token"
 )
 
@@ -89,20 +88,17 @@ func (l *limiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		// ServeMux would answer such paths (dot segments, "//") with a
 		// redirect to the cleaned path, i.e. follow a traversal in the token
 		// elsewhere: refuse them instead, as any other unknown path.
-		start := time.Now()
 		writeJSON(w, http.StatusNotFound, "not found")
-		metrics.ObservePush(http.StatusNotFound, time.Since(start))
 		return
 	}
 	if l.ips == nil && l.tokens == nil {
 		l.next.ServeHTTP(w, r)
 		return
 	}
-	start, now := time.Now(), l.now()
+	now := l.now()
 	if l.ips != nil {
 		if wait, ok := l.ips.take(l.clientIP(r), now); !ok {
 			tooMany(w, wait, "too many requests from this address")
-			metrics.ObservePush(http.StatusTooManyRequests, time.Since(start))
 			return
 		}
 	}
@@ -114,7 +110,6 @@ func (l *limiter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if tok := pathToken(r.URL.Path); token.WellFormed(tok) {
 			if wait, ok := l.tokens.take(token.Digest(tok), now); !ok {
 				tooMany(w, wait, "too many requests for this push URL")
-				metrics.ObservePush(http.StatusTooManyRequests, time.Since(start))
 				return
 			}
 		}

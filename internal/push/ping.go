@@ -8,11 +8,9 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"time"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
-	"github.com/pushmon/pushmon/internal/metrics"
 )
 
 // PingPathPrefix is where the Healthchecks-compatible routes are served:
@@ -25,38 +23,38 @@ const PingPathPrefix = "/ping/"
 // ridPattern bounds a run ID (Healthchecks sends UUIDs).
 var ridPattern = regexp.MustCompile(`^[A-Za-z0-9._-]{1,64}$`)
 
-// servePing handles one ping and reports its answer and duration. As for
-// pushes, nothing here logs the URL or the token.
+// servePing answers one ping. As for pushes, nothing here logs the URL or
+// the token.
 func (s *Server) servePing(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := s.handlePing(w, r)
-	metrics.ObservePush(code, time.Since(start))
-}
-
-func (s *Server) handlePing(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet && r.Method != http.MethodHead {
 		w.Header().Set("Allow", "GET, HEAD, POST")
-		return writeText(w, http.StatusMethodNotAllowed, "method not allowed: use POST, GET or HEAD")
+		writeText(w, http.StatusMethodNotAllowed, "method not allowed: use POST, GET or HEAD")
+		return
 	}
 	hb, err := s.parsePing(w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			return writeText(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+			writeText(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+			return
 		}
-		return writeText(w, http.StatusBadRequest, err.Error())
+		writeText(w, http.StatusBadRequest, err.Error())
+		return
 	}
 	switch out, allowed := s.deliver(r, hb); out {
 	case outcomeUnknown:
-		return writeText(w, http.StatusNotFound, "not found")
+		writeText(w, http.StatusNotFound, "not found")
+		return
 	case outcomeMethod:
 		w.Header().Set("Allow", allowHeader(allowed, http.MethodGet, http.MethodHead, http.MethodPost))
-		return writeText(w, http.StatusMethodNotAllowed, "method not allowed for this check")
+		writeText(w, http.StatusMethodNotAllowed, "method not allowed for this check")
+		return
 	case outcomeUnavailable:
 		w.Header().Set("Retry-After", "1")
-		return writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
+		writeText(w, http.StatusServiceUnavailable, "ping could not be recorded; retry")
+		return
 	}
-	return writeText(w, http.StatusOK, "OK")
+	writeText(w, http.StatusOK, "OK")
 }
 
 // parsePing reads the signal from the path, rid from the query and, but for
@@ -101,12 +99,10 @@ func (s *Server) parsePing(w http.ResponseWriter, r *http.Request) (heartbeat.He
 	return hb, nil
 }
 
-// writeText answers code with a plain-text body, as Healthchecks does, and
-// returns code.
-func writeText(w http.ResponseWriter, code int, msg string) int {
+// writeText answers code with a plain-text body, as Healthchecks does.
+func writeText(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	_, _ = io.WriteString(w, msg)
-	return code
 }

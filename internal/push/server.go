@@ -100,6 +100,7 @@ type Server struct {
 	mu       sync.Mutex
 	listener net.Addr
 	limiter  *limiter
+	handler  http.Handler // limiter, instrumented
 }
 
 // New returns a push Server.
@@ -120,14 +121,16 @@ func New(opts Options, monitors MonitorLookup, recorder Recorder, log logr.Logge
 func (s *Server) NeedLeaderElection() bool { return false }
 
 // Handler is the HTTP handler of the push endpoint: every route behind the
-// rate limits. All handlers it returns share one set of buckets.
+// rate limits, every answer counted and timed in the push metrics. All
+// handlers it returns share one set of buckets.
 func (s *Server) Handler() http.Handler {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.limiter == nil {
+	if s.handler == nil {
 		s.limiter = newLimiter(s.opts.Limits, s.routes(), func() time.Time { return s.now() })
+		s.handler = metrics.InstrumentPush(s.limiter)
 	}
-	return s.limiter
+	return s.handler
 }
 
 func (s *Server) routes() http.Handler {
@@ -213,45 +216,43 @@ func (s *Server) ReadyCheck(_ *http.Request) error {
 	return nil
 }
 
-// servePush handles one push and reports its answer and duration. The token
-// is in the URL: nothing here logs the URL or the token, and no metric label
-// carries it.
+// servePush answers one push. The token is in the URL: nothing here logs
+// the URL or the token, and no metric label carries it.
 func (s *Server) servePush(w http.ResponseWriter, r *http.Request) {
-	start := time.Now()
-	code := s.handlePush(w, r)
-	metrics.ObservePush(code, time.Since(start))
-}
-
-// handlePush answers one push and returns the status code it answered.
-func (s *Server) handlePush(w http.ResponseWriter, r *http.Request) int {
 	if r.Method != http.MethodPost && r.Method != http.MethodGet {
 		w.Header().Set("Allow", "GET, POST")
-		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST or GET")
+		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed: use POST or GET")
+		return
 	}
-	n, code := s.drainBody(w, r)
-	if code != 0 {
-		return code
+	n, ok := s.drainBody(w, r)
+	if !ok {
+		return
 	}
 	if n > 0 && formBody(r) {
 		// Pushes carry their data in the query; a form body (curl -d
 		// status=down) would otherwise be answered 200 as an up push.
-		return writeJSON(w, http.StatusUnsupportedMediaType, "form bodies are not read: put status, msg and value in the query string")
+		writeJSON(w, http.StatusUnsupportedMediaType, "form bodies are not read: put status, msg and value in the query string")
+		return
 	}
 	hb, err := s.parse(r)
 	if err != nil {
-		return writeJSON(w, http.StatusBadRequest, err.Error())
+		writeJSON(w, http.StatusBadRequest, err.Error())
+		return
 	}
 
 	switch out, allowed := s.deliver(r, hb); out {
 	case outcomeUnknown:
-		return writeJSON(w, http.StatusNotFound, "unknown push token")
+		writeJSON(w, http.StatusNotFound, "unknown push token")
+		return
 	case outcomeMethod:
 		w.Header().Set("Allow", allowHeader(allowed, http.MethodGet, http.MethodPost))
-		return writeJSON(w, http.StatusMethodNotAllowed, "method not allowed for this monitor (spec.allowedMethods)")
+		writeJSON(w, http.StatusMethodNotAllowed, "method not allowed for this monitor (spec.allowedMethods)")
+		return
 	case outcomeUnavailable:
-		return unavailable(w)
+		unavailable(w)
+		return
 	}
-	return writeJSON(w, http.StatusOK, "")
+	writeJSON(w, http.StatusOK, "")
 }
 
 // outcome is how a parsed push or ping ended; each route words its answer.
@@ -318,21 +319,24 @@ func formBody(r *http.Request) bool {
 }
 
 // drainBody reads and discards the body (pushes carry their data in the
-// query). It returns the body's length and 0 when the body was fine, else
-// the code it answered (413 when the body exceeds the cap).
-func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) (int64, int) {
+// query). It returns the body's length and whether the body was fine; when
+// not, it has answered (413 when the body exceeds the cap).
+func (s *Server) drainBody(w http.ResponseWriter, r *http.Request) (int64, bool) {
 	if r.ContentLength > s.opts.MaxBodyBytes {
-		return 0, writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+		return 0, false
 	}
 	n, err := io.Copy(io.Discard, http.MaxBytesReader(w, r.Body, s.opts.MaxBodyBytes))
 	var tooLarge *http.MaxBytesError
-	if errors.As(err, &tooLarge) {
-		return n, writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+	switch {
+	case errors.As(err, &tooLarge):
+		writeJSON(w, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body larger than %d bytes", s.opts.MaxBodyBytes))
+		return n, false
+	case err != nil:
+		writeJSON(w, http.StatusBadRequest, "could not read request body")
+		return n, false
 	}
-	if err != nil {
-		return n, writeJSON(w, http.StatusBadRequest, "could not read request body")
-	}
-	return n, 0
+	return n, true
 }
 
 // parse reads status, msg and value (or ping, Uptime Kuma's name for it).
@@ -413,20 +417,19 @@ type answer struct {
 // okBody is the answer to every accepted push, encoded once.
 var okBody = []byte(`{"ok":true}` + "\n")
 
-// writeJSON answers code with msg and returns code.
-func writeJSON(w http.ResponseWriter, code int, msg string) int {
+// writeJSON answers code with msg.
+func writeJSON(w http.ResponseWriter, code int, msg string) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	if code == http.StatusOK {
 		_, _ = w.Write(okBody)
-		return code
+		return
 	}
 	_ = json.NewEncoder(w).Encode(answer{OK: false, Msg: msg})
-	return code
 }
 
-func unavailable(w http.ResponseWriter) int {
+func unavailable(w http.ResponseWriter) {
 	w.Header().Set("Retry-After", "1")
-	return writeJSON(w, http.StatusServiceUnavailable, "heartbeat could not be recorded; retry")
+	writeJSON(w, http.StatusServiceUnavailable, "heartbeat could not be recorded; retry")
 }

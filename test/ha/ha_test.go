@@ -12,6 +12,8 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
@@ -209,6 +211,17 @@ func TestLeaderFailover(t *testing.T) {
 	newLeader := waitForLeader(t, others)
 	g.Expect(leaseHolder(g)).NotTo(Equal(holderBefore))
 	t.Logf("new leader %s", newLeader.name)
+	// What the PushmonAbsent alert reads: controller-runtime's leader
+	// gauge, 1 on the leader only.
+	g.Eventually(func(g Gomega) {
+		for _, r := range others {
+			want := 0.0
+			if r == newLeader {
+				want = 1
+			}
+			g.Expect(leaderGauge(g, r)).To(Equal(want), "leader_election_master_status of %s", r.name)
+		}
+	}).Should(Succeed())
 
 	last := p.halt()
 	g.Expect(p.failures.Load()).To(BeZero(), "every push to a live replica was answered 200")
@@ -330,4 +343,25 @@ func TestAPIServerUnreachable(t *testing.T) {
 		g.Expect(get(g, held).Status.LastMessage).To(Equal("held-during-outage"), "the held heartbeat was written after the outage")
 	}).WithTimeout(15 * time.Second).Should(Succeed())
 	g.Expect(get(g, direct).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+}
+
+// leaderGauge scrapes r's leader_election_master_status for pushmon's
+// Lease.
+func leaderGauge(g Gomega, r *replica) float64 {
+	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := parser.TextToMetricFamilies(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, m := range mfs["leader_election_master_status"].GetMetric() {
+		for _, l := range m.GetLabel() {
+			if l.GetName() == "name" && l.GetValue() == leaseName {
+				return m.GetGauge().GetValue()
+			}
+		}
+	}
+	g.Expect(false).To(BeTrue(), "no leader_election_master_status{name=%q} on %s", leaseName, r.name)
+	return 0
 }

@@ -90,8 +90,9 @@ func run(m *testing.M) int {
 
 // replica is one manager process.
 type replica struct {
-	name     string
-	pushAddr string
+	name        string
+	pushAddr    string
+	metricsAddr string // plain HTTP
 	cmd      *exec.Cmd
 	out      *testutil.SyncBuffer
 	exited   chan struct{}
@@ -102,14 +103,14 @@ type replica struct {
 func startReplica(t *testing.T, name, apiServer string, extra ...string) *replica {
 	t.Helper()
 	kc := writeKubeconfig(t, name, apiServer)
-	addr := freeAddr(t)
-	r := &replica{name: name, pushAddr: addr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
+	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	r := &replica{name: name, pushAddr: addr, metricsAddr: metricsAddr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{
 		"--kubeconfig=" + kc,
 		"--leader-elect", "--leader-elect-namespace=default",
 		"--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms",
 		"--push-bind-address=" + addr, "--push-base-url=http://" + addr,
-		"--health-probe-bind-address=0", "--metrics-bind-address=0",
+		"--health-probe-bind-address=0", "--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
 		"--zap-log-level=debug",
 	}, extra...)
 	r.cmd = exec.Command(managerBin, args...)
