@@ -47,84 +47,149 @@ func main() {
 	}
 }
 
+// managerOptions configure the manager itself: its API client, metrics,
+// probes and leader election, and what it watches.
+type managerOptions struct {
+	metricsAddr, probeAddr, pprofAddr string
+	secureMetrics, enableHTTP2        bool
+	apiQPS                            float64
+	apiBurst                          int
+	leaderElect                       bool
+	leaderElectNamespace              string
+	leaseDuration, renewDeadline      time.Duration
+	retryPeriod                       time.Duration
+	watchNamespaces                   string
+}
+
+func (o *managerOptions) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
+	fs.BoolVar(&o.secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
+	fs.BoolVar(&o.enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487, CVE-2023-39325).")
+	fs.StringVar(&o.probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
+	fs.StringVar(&o.pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (debugging); 0 disables them.")
+	fs.Float64Var(&o.apiQPS, "kube-api-qps", 500, "Queries per second to the Kubernetes API (the API server's priority and fairness still applies).")
+	fs.IntVar(&o.apiBurst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API: many monitors expiring together are written in one burst.")
+	fs.BoolVar(&o.leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles; every replica serves pushes.")
+	fs.StringVar(&o.leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease; in a cluster, the manager's own.")
+	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's lease lasts; a dead leader is replaced after at most this long.")
+	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
+	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
+	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
+		"Comma-separated namespaces whose PushMonitors and Secrets pushmon watches; empty: all namespaces.")
+}
+
+// tlsOpts are the TLS options of the metrics and webhook servers.
+func (o *managerOptions) tlsOpts() []func(*tls.Config) {
+	if o.enableHTTP2 {
+		return nil
+	}
+	return []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
+}
+
+func (o *managerOptions) metricsServer() metricsserver.Options {
+	opts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: o.tlsOpts()}
+	if o.secureMetrics {
+		opts.FilterProvider = filters.WithAuthenticationAndAuthorization
+	}
+	return opts
+}
+
+// pushOptions configure the push endpoint every replica serves.
+type pushOptions struct {
+	addr, baseURL   string
+	limits          push.Limits
+	maxConns        int
+	maxConnsPerAddr int
+	trustedProxies  string
+	heartbeatWindow time.Duration
+}
+
+func (o *pushOptions) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.addr, "push-bind-address", ":8082", "Address the push endpoint (/api/push/{token}) binds to.")
+	fs.StringVar(&o.baseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
+	fs.DurationVar(&o.heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
+		"Write a monitor's heartbeat at most once per window (capped at half its gracePeriod) while its state does not change; 0 writes every push.")
+	fs.Float64Var(&o.limits.TokenRate, "push-token-rate", push.DefaultTokenRate, "Requests per second allowed per push token (token bucket); 0 disables the limit.")
+	fs.IntVar(&o.limits.TokenBurst, "push-token-burst", push.DefaultTokenBurst, "Burst of requests allowed per push token.")
+	fs.Float64Var(&o.limits.IPRate, "push-ip-rate", push.DefaultIPRate, "Requests per second allowed per client address (token bucket); 0 disables the limit.")
+	fs.IntVar(&o.limits.IPBurst, "push-ip-burst", push.DefaultIPBurst, "Burst of requests allowed per client address.")
+	fs.IntVar(&o.maxConns, "push-max-connections", push.DefaultMaxConns, "Cap on concurrent connections to the push endpoint; 0 disables the cap.")
+	fs.IntVar(&o.maxConnsPerAddr, "push-max-connections-per-address", push.DefaultMaxConnsPerAddr,
+		"Cap on concurrent connections to the push endpoint from one client address (the connection's peer; --push-trusted-proxies are exempt); over it a connection is closed at once. 0 disables the cap.")
+	fs.StringVar(&o.limits.ClientIPHeader, "push-client-ip-header", "",
+		"Header a trusted reverse proxy sets to the client's address (e.g. X-Forwarded-For); empty: the connection's peer is the client.")
+	fs.StringVar(&o.trustedProxies, "push-trusted-proxies", "",
+		"Comma-separated CIDRs (or addresses) of the proxies whose --push-client-ip-header is believed; required with that header.")
+}
+
+// complete parses the trusted proxies and refuses values that would
+// silently mean something else.
+func (o *pushOptions) complete() error {
+	var err error
+	if o.limits.TrustedProxies, err = parsePrefixes(o.trustedProxies); err != nil {
+		return fmt.Errorf("--push-trusted-proxies: %w", err)
+	}
+	return checkLimits(o.limits, o.maxConns, o.maxConnsPerAddr)
+}
+
+// reconcilerOptions configure the PushMonitor reconciler (leader only).
+type reconcilerOptions struct {
+	concurrency  int
+	tokenOverlap time.Duration
+}
+
+func (o *reconcilerOptions) BindFlags(fs *flag.FlagSet) {
+	fs.IntVar(&o.concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
+	fs.DurationVar(&o.tokenOverlap, "token-rotation-overlap", controllers.DefaultTokenOverlap,
+		"After a token rotation (annotation monitoring.pushmon.dev/rotate-token), how long the previous token keeps working; 0 ends it at once.")
+}
+
+func (o *reconcilerOptions) complete() error {
+	if o.tokenOverlap < 0 {
+		return errors.New("--token-rotation-overlap must be >= 0")
+	}
+	return nil
+}
+
+// webhookOptions configure the webhook server (Pod injection, PushMonitor
+// validation).
+type webhookOptions struct {
+	certPath, certName, certKey string
+	port                        int
+}
+
+func (o *webhookOptions) BindFlags(fs *flag.FlagSet) {
+	fs.StringVar(&o.certPath, "webhook-cert-path", "", "Directory of the webhook's serving certificate (default: controller-runtime's, <tmp>/k8s-webhook-server/serving-certs). Without a certificate there the Pod webhook is off.")
+	fs.StringVar(&o.certName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
+	fs.StringVar(&o.certKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
+	fs.IntVar(&o.port, "webhook-port", 9443, "Port the webhook server listens on (all interfaces).")
+}
+
 func run() error {
 	var (
-		metricsAddr, probeAddr, pushAddr, pushBaseURL string
-		leaderElect, secureMetrics, enableHTTP2       bool
-		apiQPS                                        float64
-		apiBurst, concurrency                         int
-		heartbeatWindow, leaseDuration, renewDeadline time.Duration
-		retryPeriod                                   time.Duration
-		leaderElectNamespace, pprofAddr               string
-		webhookCertPath, webhookCertName, webhookKey  string
-		webhookPort                                   int
-		tokenOverlap                                  time.Duration
-		limits                                        push.Limits
-		maxConns, maxConnsPerAddr                     int
-		trustedProxies, watchNamespaces               string
+		mgrOpts     managerOptions
+		pushOpts    pushOptions
+		reconOpts   reconcilerOptions
+		webhookOpts webhookOptions
+		zapOpts     = zap.Options{Development: false}
 	)
-	flag.StringVar(&metricsAddr, "metrics-bind-address", "0", "Address the metrics endpoint binds to: :8443 for HTTPS, :8080 for HTTP, 0 to disable.")
-	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "Address the healthz/readyz endpoints bind to; 0 to disable.")
-	flag.StringVar(&pushAddr, "push-bind-address", ":8082", "Address the push endpoint (/api/push/{token}) binds to.")
-	flag.StringVar(&pushBaseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
-	flag.BoolVar(&leaderElect, "leader-elect", false, "Elect a leader, so that only one replica reconciles; every replica serves pushes.")
-	flag.StringVar(&pprofAddr, "pprof-bind-address", "0", "Address of the Go pprof endpoints (debugging); 0 disables them.")
-	flag.StringVar(&leaderElectNamespace, "leader-elect-namespace", "", "Namespace of the leader election Lease; in a cluster, the manager's own.")
-	flag.DurationVar(&leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's lease lasts; a dead leader is replaced after at most this long.")
-	flag.DurationVar(&renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
-	flag.DurationVar(&retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
-	flag.BoolVar(&secureMetrics, "metrics-secure", true, "Serve metrics over HTTPS with authentication and authorization.")
-	flag.BoolVar(&enableHTTP2, "enable-http2", false, "Enable HTTP/2 for the metrics server (off: CVE-2023-44487, CVE-2023-39325).")
-	flag.Float64Var(&apiQPS, "kube-api-qps", 500, "Queries per second to the Kubernetes API (the API server's priority and fairness still applies).")
-	flag.IntVar(&apiBurst, "kube-api-burst", 1000, "Burst of queries to the Kubernetes API: many monitors expiring together are written in one burst.")
-	flag.IntVar(&concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
-	flag.DurationVar(&heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
-		"Write a monitor's heartbeat at most once per window (capped at half its gracePeriod) while its state does not change; 0 writes every push.")
-	flag.StringVar(&webhookCertPath, "webhook-cert-path", "", "Directory of the webhook's serving certificate (default: controller-runtime's, <tmp>/k8s-webhook-server/serving-certs). Without a certificate there the Pod webhook is off.")
-	flag.StringVar(&webhookCertName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
-	flag.StringVar(&webhookKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
-	flag.IntVar(&webhookPort, "webhook-port", 9443, "Port the webhook server listens on (all interfaces).")
-	flag.DurationVar(&tokenOverlap, "token-rotation-overlap", controllers.DefaultTokenOverlap,
-		"After a token rotation (annotation monitoring.pushmon.dev/rotate-token), how long the previous token keeps working; 0 ends it at once.")
-	flag.Float64Var(&limits.TokenRate, "push-token-rate", push.DefaultTokenRate, "Requests per second allowed per push token (token bucket); 0 disables the limit.")
-	flag.IntVar(&limits.TokenBurst, "push-token-burst", push.DefaultTokenBurst, "Burst of requests allowed per push token.")
-	flag.Float64Var(&limits.IPRate, "push-ip-rate", push.DefaultIPRate, "Requests per second allowed per client address (token bucket); 0 disables the limit.")
-	flag.IntVar(&limits.IPBurst, "push-ip-burst", push.DefaultIPBurst, "Burst of requests allowed per client address.")
-	flag.IntVar(&maxConns, "push-max-connections", push.DefaultMaxConns, "Cap on concurrent connections to the push endpoint; 0 disables the cap.")
-	flag.IntVar(&maxConnsPerAddr, "push-max-connections-per-address", push.DefaultMaxConnsPerAddr,
-		"Cap on concurrent connections to the push endpoint from one client address (the connection's peer; --push-trusted-proxies are exempt); over it a connection is closed at once. 0 disables the cap.")
-	flag.StringVar(&limits.ClientIPHeader, "push-client-ip-header", "",
-		"Header a trusted reverse proxy sets to the client's address (e.g. X-Forwarded-For); empty: the connection's peer is the client.")
-	flag.StringVar(&trustedProxies, "push-trusted-proxies", "",
-		"Comma-separated CIDRs (or addresses) of the proxies whose --push-client-ip-header is believed; required with that header.")
-	flag.StringVar(&watchNamespaces, "watch-namespaces", "",
-		"Comma-separated namespaces whose PushMonitors and Secrets pushmon watches; empty: all namespaces.")
-	zapOpts := zap.Options{Development: false}
+	mgrOpts.BindFlags(flag.CommandLine)
+	pushOpts.BindFlags(flag.CommandLine)
+	reconOpts.BindFlags(flag.CommandLine)
+	webhookOpts.BindFlags(flag.CommandLine)
 	zapOpts.BindFlags(flag.CommandLine)
 	flag.Parse()
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
-	var err error
-	if limits.TrustedProxies, err = parsePrefixes(trustedProxies); err != nil {
-		return fmt.Errorf("--push-trusted-proxies: %w", err)
-	}
-	if err := checkLimits(limits, maxConns, maxConnsPerAddr, tokenOverlap); err != nil {
+	if err := errors.Join(pushOpts.complete(), reconOpts.complete()); err != nil {
 		return err
 	}
-	namespaces := splitList(watchNamespaces)
+	namespaces := splitList(mgrOpts.watchNamespaces)
 
-	var tlsOpts []func(*tls.Config)
-	if !enableHTTP2 {
-		tlsOpts = append(tlsOpts, func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} })
-	}
-	metricsOpts := metricsserver.Options{BindAddress: metricsAddr, SecureServing: secureMetrics, TLSOpts: tlsOpts}
-	if secureMetrics {
-		metricsOpts.FilterProvider = filters.WithAuthenticationAndAuthorization
-	}
-
-	hookOpts := webhook.Options{Port: webhookPort, CertDir: webhookCertPath, CertName: webhookCertName, KeyName: webhookKey, TLSOpts: tlsOpts}
+	hookOpts := webhook.Options{Port: webhookOpts.port, CertDir: webhookOpts.certPath, CertName: webhookOpts.certName,
+		KeyName: webhookOpts.certKey, TLSOpts: mgrOpts.tlsOpts()}
 	webhooks, why := webhooksEnabled(&hookOpts)
 	if !webhooks {
 		log.Info("webhooks off: pods are admitted without PUSH_URL injection (docs/injection.md)", "reason", why)
@@ -134,20 +199,20 @@ func run() error {
 	if err != nil {
 		return fmt.Errorf("loading kubeconfig: %w", err)
 	}
-	cfg.QPS, cfg.Burst = float32(apiQPS), apiBurst
+	cfg.QPS, cfg.Burst = float32(mgrOpts.apiQPS), mgrOpts.apiBurst
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
 		Scheme:                        scheme,
-		Metrics:                       metricsOpts,
-		HealthProbeBindAddress:        probeAddr,
-		PprofBindAddress:              pprofAddr,
-		LeaderElection:                leaderElect,
+		Metrics:                       mgrOpts.metricsServer(),
+		HealthProbeBindAddress:        mgrOpts.probeAddr,
+		PprofBindAddress:              mgrOpts.pprofAddr,
+		LeaderElection:                mgrOpts.leaderElect,
 		LeaderElectionID:              "pushmon.monitoring.pushmon.dev",
-		LeaderElectionNamespace:       leaderElectNamespace,
+		LeaderElectionNamespace:       mgrOpts.leaderElectNamespace,
 		LeaderElectionReleaseOnCancel: true,
-		LeaseDuration:                 &leaseDuration,
-		RenewDeadline:                 &renewDeadline,
-		RetryPeriod:                   &retryPeriod,
+		LeaseDuration:                 &mgrOpts.leaseDuration,
+		RenewDeadline:                 &mgrOpts.renewDeadline,
+		RetryPeriod:                   &mgrOpts.retryPeriod,
 		Cache:                         operator.CacheOptions(namespaces...),
 		WebhookServer:                 webhook.NewServer(hookOpts),
 	})
@@ -156,9 +221,10 @@ func run() error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	running, err := operator.Setup(ctx, mgr, operator.Config{
-		PushAddr: pushAddr, PushBaseURL: pushBaseURL, Concurrency: concurrency, HeartbeatWindow: heartbeatWindow,
-		Webhooks: webhooks, TokenOverlap: tokenOverlap, PushLimits: limits, PushMaxConns: maxConns,
-		PushMaxConnsPerAddr: maxConnsPerAddr,
+		PushAddr: pushOpts.addr, PushBaseURL: pushOpts.baseURL, HeartbeatWindow: pushOpts.heartbeatWindow,
+		PushLimits: pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
+		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap,
+		Webhooks: webhooks,
 	})
 	if err != nil {
 		return err
@@ -166,8 +232,8 @@ func run() error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting manager", "pushAddress", pushAddr, "pushBaseURL", pushBaseURL, "leaderElection", leaderElect, "webhooks", webhooks,
-		"watchNamespaces", namespaces)
+	log.Info("starting manager", "pushAddress", pushOpts.addr, "pushBaseURL", pushOpts.baseURL, "leaderElection", mgrOpts.leaderElect,
+		"webhooks", webhooks, "watchNamespaces", namespaces)
 	err = mgr.Start(ctx)
 	// After SIGTERM the manager waited for the final flush already; after a
 	// lost leader election it did not (controller-runtime gives runnables no
@@ -208,8 +274,8 @@ func parsePrefixes(s string) ([]netip.Prefix, error) {
 	return out, nil
 }
 
-// checkLimits refuses values that would silently mean something else.
-func checkLimits(l push.Limits, maxConns, maxConnsPerAddr int, overlap time.Duration) error {
+// checkLimits refuses push limits that would silently mean something else.
+func checkLimits(l push.Limits, maxConns, maxConnsPerAddr int) error {
 	switch {
 	case l.TokenRate < 0 || l.IPRate < 0:
 		return errors.New("--push-token-rate and --push-ip-rate must be >= 0")
@@ -219,8 +285,6 @@ func checkLimits(l push.Limits, maxConns, maxConnsPerAddr int, overlap time.Dura
 		return errors.New("--push-max-connections must be >= 0")
 	case maxConnsPerAddr < 0:
 		return errors.New("--push-max-connections-per-address must be >= 0")
-	case overlap < 0:
-		return errors.New("--token-rotation-overlap must be >= 0")
 	case len(l.TrustedProxies) > 0 && l.ClientIPHeader == "":
 		return errors.New("--push-trusted-proxies needs --push-client-ip-header")
 	case l.ClientIPHeader != "" && len(l.TrustedProxies) == 0:

@@ -3,7 +3,6 @@ package main
 import (
 	"net/netip"
 	"testing"
-	"time"
 
 	. "github.com/onsi/gomega"
 
@@ -31,7 +30,7 @@ func TestCheckLimits(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
-			err := checkLimits(tc.limits, push.DefaultMaxConns, tc.maxConnsPerAddr, time.Hour)
+			err := checkLimits(tc.limits, push.DefaultMaxConns, tc.maxConnsPerAddr)
 			if tc.wantErr == "" {
 				g.Expect(err).NotTo(HaveOccurred())
 				return
