@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -75,14 +76,14 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		for _, k := range []string{token.AnnotationTokenIssued, token.AnnotationRotatedFor,
 			token.AnnotationPreviousDigest, token.AnnotationPreviousExpires} {
 			if v, ok := old.Annotations[k]; ok {
-				setAnnotation(&s, k, v)
+				metav1.SetMetaDataAnnotation(&s.ObjectMeta, k, v)
 			}
 		}
 	} else {
-		setAnnotation(&s, token.AnnotationTokenIssued, r.now().UTC().Format(time.RFC3339))
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationTokenIssued, r.now().UTC().Format(time.RFC3339))
 		// A fresh token answers any rotation asked for so far.
 		if req := m.Annotations[token.AnnotationRotateToken]; req != "" {
-			setAnnotation(&s, token.AnnotationRotatedFor, req)
+			metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationRotatedFor, req)
 		}
 	}
 	if err := controllerutil.SetControllerReference(m, &s, r.Scheme()); err != nil {
@@ -153,7 +154,7 @@ func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoring
 		// Whatever was there is no token anyone holds: nothing overlaps.
 		delete(want.Annotations, token.AnnotationPreviousDigest)
 		delete(want.Annotations, token.AnnotationPreviousExpires)
-		setAnnotation(want, token.AnnotationTokenIssued, now.Format(time.RFC3339))
+		metav1.SetMetaDataAnnotation(&want.ObjectMeta, token.AnnotationTokenIssued, now.Format(time.RFC3339))
 	case req != "" && req != s.Annotations[token.AnnotationRotatedFor]:
 		var err error
 		if tok, err = r.rotateToken(want, tok, now); err != nil {
@@ -162,7 +163,7 @@ func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoring
 		change = tokenRotated
 	}
 	if req != "" {
-		setAnnotation(want, token.AnnotationRotatedFor, req)
+		metav1.SetMetaDataAnnotation(&want.ObjectMeta, token.AnnotationRotatedFor, req)
 	}
 	if at, ok := token.PreviousExpiry(want); ok && !now.Before(at) {
 		// Lookups already refuse it; this only tidies the Secret up.
@@ -170,7 +171,7 @@ func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoring
 		delete(want.Annotations, token.AnnotationPreviousExpires)
 	}
 	r.fillSecret(m, want, tok)
-	if maps.EqualFunc(want.Data, s.Data, bytesEqual) && maps.Equal(want.Labels, s.Labels) && maps.Equal(want.Annotations, s.Annotations) {
+	if maps.EqualFunc(want.Data, s.Data, bytes.Equal) && maps.Equal(want.Labels, s.Labels) && maps.Equal(want.Annotations, s.Annotations) {
 		m.Status.TokenIssuedTime = issuedTime(s)
 		return change, nil
 	}
@@ -192,13 +193,13 @@ func (r *PushMonitorReconciler) rotateToken(s *corev1.Secret, current string, no
 		return "", err
 	}
 	if r.TokenOverlap > 0 {
-		setAnnotation(s, token.AnnotationPreviousDigest, token.Digest(current))
-		setAnnotation(s, token.AnnotationPreviousExpires, now.Add(r.TokenOverlap).Format(time.RFC3339))
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationPreviousDigest, token.Digest(current))
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationPreviousExpires, now.Add(r.TokenOverlap).Format(time.RFC3339))
 	} else {
 		delete(s.Annotations, token.AnnotationPreviousDigest)
 		delete(s.Annotations, token.AnnotationPreviousExpires)
 	}
-	setAnnotation(s, token.AnnotationTokenIssued, now.Format(time.RFC3339))
+	metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationTokenIssued, now.Format(time.RFC3339))
 	return tok, nil
 }
 
@@ -224,20 +225,10 @@ func issuedTime(s *corev1.Secret) *metav1.Time {
 	return s.CreationTimestamp.DeepCopy()
 }
 
-func setAnnotation(s *corev1.Secret, k, v string) {
-	if s.Annotations == nil {
-		s.Annotations = map[string]string{}
-	}
-	s.Annotations[k] = v
-}
-
 // fillSecret sets the labels and data of a monitor's Secret.
 func (r *PushMonitorReconciler) fillSecret(m *monitoringv1alpha1.PushMonitor, s *corev1.Secret, tok string) {
-	if s.Labels == nil {
-		s.Labels = map[string]string{}
-	}
-	s.Labels[token.LabelManagedBy] = token.LabelManagedByValue
-	s.Labels[monitoringv1alpha1.MonitorKey] = m.Name
+	metav1.SetMetaDataLabel(&s.ObjectMeta, token.LabelManagedBy, token.LabelManagedByValue)
+	metav1.SetMetaDataLabel(&s.ObjectMeta, monitoringv1alpha1.MonitorKey, m.Name)
 	s.Data = map[string][]byte{
 		token.SecretKeyToken:    []byte(tok),
 		token.SecretKeyURL:      []byte(token.PushURL(r.PushBaseURL, tok)),
@@ -250,8 +241,6 @@ func (r *PushMonitorReconciler) fillSecret(m *monitoringv1alpha1.PushMonitor, s 
 func intervalSeconds(d time.Duration) string {
 	return strconv.FormatInt(max(int64(d/time.Second), 1), 10)
 }
-
-func bytesEqual(a, b []byte) bool { return string(a) == string(b) }
 
 func isSecretConflict(err error) bool {
 	var c *errSecretConflict
