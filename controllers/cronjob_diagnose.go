@@ -69,7 +69,7 @@ func podProblem(pods []corev1.Pod) (string, *int32) {
 // jobPodProblem is what the Pods of a Job show went wrong (podProblem).
 func (r *PushMonitorReconciler) jobPodProblem(ctx context.Context, ns, job string) (string, *int32, error) {
 	var pods corev1.PodList
-	if err := r.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{JobNameLabel: job}); err != nil {
+	if err := r.List(ctx, &pods, client.InNamespace(ns), client.MatchingLabels{batchv1.JobNameLabel: job}); err != nil {
 		return "", nil, err
 	}
 	what, code := podProblem(pods.Items)

@@ -29,9 +29,6 @@ const (
 	cronJobRefIndex = ".spec.cronJobRef.name"
 	// jobOwnerIndex indexes Jobs by the name of the CronJob that owns them.
 	jobOwnerIndex = ".metadata.ownerReferences.cronJob"
-	// JobNameLabel is set by the Job controller on the Pods of a Job; only
-	// Pods with it are cached.
-	JobNameLabel = "batch.kubernetes.io/job-name"
 )
 
 // setupCronJobFollowing indexes and watches what following CronJobs needs.
@@ -85,7 +82,7 @@ func setupCronJobFollowing(ctx context.Context, mgr ctrl.Manager, b *ctrl.Builde
 			return nil
 		})).
 		Watches(&corev1.Pod{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
-			if job := o.GetLabels()[JobNameLabel]; job != "" {
+			if job := o.GetLabels()[batchv1.JobNameLabel]; job != "" {
 				return jobMonitors(ctx, o.GetNamespace(), job)
 			}
 			return nil

@@ -66,7 +66,8 @@ func CacheOptions(namespaces ...string) cache.Options {
 	// Following CronJobs reads Jobs and their Pods: only Pods made by a Job
 	// are cached, and of CronJobs, Jobs and Pods only what is read (status,
 	// schedule), not their pod templates and specs.
-	jobPods, err := labels.Parse(controllers.JobNameLabel)
+	// The Job controller labels the Pods of a Job with its name.
+	jobPods, err := labels.Parse(batchv1.JobNameLabel)
 	if err != nil {
 		panic(err) // a constant
 	}
