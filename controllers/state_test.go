@@ -11,7 +11,8 @@ import (
 )
 
 // These tests exercise the state machine alone; they need no API server
-// (they share the package's test binary, whose TestMain starts one).
+// (the package's TestMain starts one only for the tests that ask for it:
+// suite_test.go).
 
 const (
 	stTimeout = 5 * time.Minute

@@ -1,4 +1,4 @@
-package controllers_test
+package integration
 
 // Tests of the heartbeat truth rules (issue "A monitor that never lies"):
 // what a client sent is what status and events say, whatever the message
@@ -8,17 +8,12 @@ import (
 	"context"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
-	"k8s.io/client-go/kubernetes"
-	clientevents "k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
@@ -96,116 +91,6 @@ func TestHeartbeatStoredJustAfterMissedDownRecovers(t *testing.T) {
 	g.Expect(got.Status.LastMessage).To(Equal("just-in-time"))
 	g.Expect(got.Status.Deadline.Time).To(BeTemporally("~", received.Add(3*time.Second), time.Millisecond))
 	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
-}
-
-// staleReader answers Gets of one monitor with a fixed old copy, as a
-// lagging informer cache would, and everything else from the API.
-type staleReader struct {
-	client.Client
-	key   client.ObjectKey
-	stale *monitoringv1alpha1.PushMonitor
-}
-
-func (s staleReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if pm, ok := obj.(*monitoringv1alpha1.PushMonitor); ok && key == s.key {
-		s.stale.DeepCopyInto(pm)
-		return nil
-	}
-	return s.Client.Get(ctx, key, obj, opts...)
-}
-
-// Every transition is written with optimistic locking: a reconcile of a
-// stale cached copy (or by a second, deposed leader) that sees a transition
-// already stored writes nothing and emits no second event.
-func TestStaleCacheEmitsOneEventPerTransition(t *testing.T) {
-	g := NewWithT(t)
-	ns := newNamespace(t)
-	m := monitor(ns, "stale", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
-	tok := createMonitor(t, m)
-	mustPush(t, tok, "msg=fine")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
-
-	// Every version of the monitor, as a watch (and so a cache) sees them.
-	versions := watchVersions(t, m)
-
-	mustPush(t, tok, "status=down&msg=broken")
-	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, 10*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.DownReportedReason, 1)
-	mustPush(t, tok, "msg=fixed")
-	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
-
-	clientset, err := kubernetes.NewForConfig(restCfg)
-	g.Expect(err).NotTo(HaveOccurred())
-	broadcaster := clientevents.NewBroadcaster(&clientevents.EventSinkImpl{Interface: clientset.EventsV1()})
-	stop := make(chan struct{})
-	defer close(stop)
-	broadcaster.StartRecordingToSink(stop)
-	defer broadcaster.Shutdown()
-
-	for _, c := range []struct {
-		reason   string
-		reported monitoringv1alpha1.ReportedStatus
-		state    monitoringv1alpha1.MonitorState
-	}{
-		// The version with the down report stored and not yet reconciled.
-		{monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.ReportedDown, monitoringv1alpha1.StateUp},
-		// The version with the up report stored while still Down.
-		{monitoringv1alpha1.RecoveredReason, monitoringv1alpha1.ReportedUp, monitoringv1alpha1.StateDown},
-	} {
-		var stale *monitoringv1alpha1.PushMonitor
-		for _, v := range versions() {
-			if v.Status.LastReportedStatus == c.reported && v.Status.State == c.state {
-				stale = v
-			}
-		}
-		g.Expect(stale).NotTo(BeNil(), "the watch saw the version before the %s transition", c.reason)
-		r := &controllers.PushMonitorReconciler{
-			Client:      staleReader{Client: k8sClient, key: client.ObjectKeyFromObject(m), stale: stale},
-			APIReader:   k8sClient,
-			Recorder:    controllers.LimitNotes(broadcaster.NewRecorder(scheme, "pushmon")),
-			PushBaseURL: "http://" + pushAddr,
-		}
-		_, err := r.Reconcile(context.Background(), ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)})
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Consistently(func(g Gomega) {
-			g.Expect(occurrences(events(g, m, c.reason))).To(Equal(1), "one %s event", c.reason)
-		}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
-	}
-	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("fixed"))
-	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-}
-
-// watchVersions records every version of m from now on; the function it
-// returns lists them.
-func watchVersions(t *testing.T, m *monitoringv1alpha1.PushMonitor) func() []*monitoringv1alpha1.PushMonitor {
-	t.Helper()
-	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(context.Background(), &monitoringv1alpha1.PushMonitorList{},
-		client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	var mu sync.Mutex
-	var seen []*monitoringv1alpha1.PushMonitor
-	go func() {
-		for ev := range w.ResultChan() {
-			if pm, ok := ev.Object.(*monitoringv1alpha1.PushMonitor); ok {
-				mu.Lock()
-				seen = append(seen, pm.DeepCopy())
-				mu.Unlock()
-			}
-		}
-	}()
-	return func() []*monitoringv1alpha1.PushMonitor {
-		mu.Lock()
-		defer mu.Unlock()
-		return append([]*monitoringv1alpha1.PushMonitor(nil), seen...)
-	}
 }
 
 // A down report superseded by an up report before any leader evaluated it

@@ -1,14 +1,11 @@
-package controllers_test
+package integration
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -16,19 +13,10 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	kevents "k8s.io/client-go/tools/events"
-	ctrl "sigs.k8s.io/controller-runtime"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
-	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 )
-
-func jsonString(v any) (string, error) {
-	b, err := json.Marshal(v)
-	return string(b), err
-}
 
 // TestHeartbeatLifecycle walks one monitor through every transition:
 // Pending → Up → Down (HeartbeatMissed) → Up (Recovered) → Down
@@ -146,53 +134,6 @@ func TestPushBeforeDeadlineKeepsUp(t *testing.T) {
 	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("just-in-time"))
 }
 
-// TestNeverPingedGoesDown: a monitor that never hears a heartbeat goes Down
-// one timeout + grace after it is first watched, and not before.
-func TestNeverPingedGoesDown(t *testing.T) {
-	g := NewWithT(t)
-	ns := newNamespace(t)
-	const timeout, grace = time.Second, 2 * time.Second
-	m := monitor(ns, "silent", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(timeout), GracePeriod: dur(grace)})
-	// The reconciler starts watching the monitor between its creation and
-	// the first status it writes (Ready, Pending and the deadline at once).
-	// The create's answer is the lower bound, less a margin for the watch
-	// event that may overtake it; its start is not, since a create may wait
-	// seconds in the API server before it is stored.
-	g.Expect(k8sClient.Create(context.Background(), m)).To(Succeed())
-	created := time.Now().Add(-100 * time.Millisecond)
-	g.Eventually(func(g Gomega) {
-		g.Expect(meta.IsStatusConditionTrue(getMonitor(g, m).Status.Conditions, monitoringv1alpha1.ReadyCondition)).To(BeTrue())
-	}).Should(Succeed())
-	ready := time.Now()
-	pending := getMonitor(g, m)
-	g.Expect(pending.Status.Deadline).NotTo(BeNil(), "the deadline is in status while Pending")
-	deadline := pending.Status.Deadline.Time
-	t.Logf("watch start known within %v; deadline %v after its lower bound", ready.Sub(created).Round(time.Millisecond), deadline.Sub(created).Round(time.Millisecond))
-	// The window must be narrower than the grace, or a deadline without
-	// the grace could fall inside it.
-	g.Expect(ready.Sub(created)).To(BeNumerically("<", grace), "the first reconcile came too late to tell the deadline's terms apart")
-	g.Expect(deadline).To(BeTemporally(">=", created.Add(timeout+grace)), "deadline = watch start + timeout + grace")
-	g.Expect(deadline).To(BeTemporally("<=", ready.Add(timeout+grace)), "deadline = watch start + timeout + grace")
-
-	// Not Down before the deadline (the margin covers a read in flight
-	// across it) ...
-	g.Consistently(func(g Gomega) {
-		got := getMonitor(g, m)
-		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StatePending))
-		g.Expect(got.Status.Deadline.Time).To(Equal(deadline))
-	}).WithTimeout(time.Until(deadline.Add(-100 * time.Millisecond))).WithPolling(20 * time.Millisecond).Should(Succeed())
-	// ... and Down at it, for that deadline.
-	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
-	g.Expect(got.Status.Deadline.Time).To(Equal(deadline))
-	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
-	g.Expect(c.Message).To(ContainSubstring("no heartbeat received"))
-	// lastTransitionTime has a precision of a second; the event's time is
-	// the reconciler's own clock, to the microsecond.
-	g.Expect(c.LastTransitionTime.Time).To(BeTemporally(">=", deadline.Truncate(time.Second)), "not Down before the deadline")
-	ev := expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
-	g.Expect(ev[0].EventTime.Time).To(BeTemporally(">=", deadline), "the Down was decided at or after the deadline")
-}
-
 // TestRestartSafety: an operator stopped for longer than a timeout comes
 // back without a false Down, then declares Down one timeout + grace later;
 // a Down it did not see stays Down.
@@ -227,41 +168,6 @@ func TestRestartSafety(t *testing.T) {
 
 	mustPush(t, tok, "")
 	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 5*time.Second)
-}
-
-// TestSuspendResume: no Down while suspended, heartbeats still recorded;
-// resuming restarts the deadline from the resume.
-func TestSuspendResume(t *testing.T) {
-	g := NewWithT(t)
-	ns := newNamespace(t)
-	m := monitor(ns, "paused", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Second), GracePeriod: dur(time.Second), Suspend: true})
-	tok := createMonitor(t, m)
-	got := expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.SuspendedReason, 5*time.Second)
-	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
-	g.Expect(c.Status).To(Equal(metav1.ConditionUnknown))
-
-	mustPush(t, tok, "msg=while-suspended")
-	g.Eventually(func(g Gomega) {
-		g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("while-suspended"))
-	}).Should(Succeed())
-	g.Consistently(func(g Gomega) {
-		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateSuspended))
-	}).WithTimeout(3*time.Second).Should(Succeed(), "well past timeout + grace, still Suspended")
-	g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
-
-	got = getMonitor(g, m)
-	got.Spec.Suspend = false
-	resumed := time.Now()
-	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
-	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
-	g.Expect(got.Status.Deadline.Time).To(BeTemporally(">=", resumed.Add(2*time.Second)))
-	got = expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 5*time.Second)
-	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
-
-	// Suspending a Down monitor silences it.
-	got.Spec.Suspend = true
-	g.Expect(k8sClient.Update(context.Background(), got)).To(Succeed())
-	expectState(t, m, monitoringv1alpha1.StateSuspended, monitoringv1alpha1.SuspendedReason, 5*time.Second)
 }
 
 // TestPushAnswers checks every answer of the push endpoint against the real
@@ -370,24 +276,6 @@ func TestConcurrentPushes(t *testing.T) {
 
 func strp(s string) *string { return &s }
 
-func doPush(t *testing.T, method, tok, query, body string) (int, string) {
-	t.Helper()
-	req, err := http.NewRequest(method, pushURL(tok, query), strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("push: %v", err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("reading push answer: %v", err)
-	}
-	return resp.StatusCode, string(b)
-}
-
 // TestHeartbeatNotWrittenIntoReplacedMonitor: a heartbeat looked up for a
 // monitor that was deleted and re-created under the same name is refused.
 func TestHeartbeatNotWrittenIntoReplacedMonitor(t *testing.T) {
@@ -405,92 +293,4 @@ func TestHeartbeatNotWrittenIntoReplacedMonitor(t *testing.T) {
 	fresh := getMonitor(g, m)
 	g.Expect(w.Record(context.Background(), fresh, heartbeat.Heartbeat{Time: heartbeat.Now(), Status: monitoringv1alpha1.ReportedUp, Message: "fresh"})).To(Succeed())
 	g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("fresh"))
-}
-
-// staleReads is a client whose reads of one PushMonitor return a copy read
-// earlier, like a reconciler's cache that has not seen a newer heartbeat
-// yet; every other call, writes included, goes to the API server.
-type staleReads struct {
-	client.Client
-	stale *monitoringv1alpha1.PushMonitor
-}
-
-func (c staleReads) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if m, ok := obj.(*monitoringv1alpha1.PushMonitor); ok && key == client.ObjectKeyFromObject(c.stale) {
-		c.stale.DeepCopyInto(m)
-		return nil
-	}
-	return c.Client.Get(ctx, key, obj, opts...)
-}
-
-// TestMissedDownLosesToRacingHeartbeat: a heartbeat stored between the
-// reconciler's read and its HeartbeatMissed patch wins. The patch is
-// optimistically locked: it conflicts, nothing is written, no event is
-// emitted, and the next reconcile (reading the newer heartbeat) keeps the
-// monitor Up.
-func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
-	g := NewWithT(t)
-	ctx := context.Background()
-	ns := newNamespace(t)
-	// gracePeriod 0: window 0, each push is stored before its answer.
-	m := monitor(ns, "racing", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), GracePeriod: dur(0)})
-	tok := createMonitor(t, m)
-	mustPush(t, tok, "msg=old")
-	var stale *monitoringv1alpha1.PushMonitor
-	g.Eventually(func(g Gomega) {
-		stale = getMonitor(g, m)
-		g.Expect(stale.Status.State).To(Equal(monitoringv1alpha1.StateUp))
-		g.Expect(stale.Status.LastMessage).To(Equal("old"))
-		g.Expect(stale.Status.Deadline.Time).To(Equal(stale.Status.LastHeartbeatTime.Add(time.Hour)))
-	}).Should(Succeed())
-	oldDeadline := stale.Status.Deadline.Time
-
-	// The racing heartbeat, stored after the read above.
-	mustPush(t, tok, "msg=new")
-	fresh := getMonitor(g, m)
-	g.Expect(fresh.Status.LastMessage).To(Equal("new"))
-	g.Expect(fresh.ResourceVersion).NotTo(Equal(stale.ResourceVersion))
-	g.Expect(fresh.Status.LastHeartbeatTime.After(stale.Status.LastHeartbeatTime.Time)).To(BeTrue())
-
-	// A reconciler of its own (the suite's keeps running), reading the
-	// stale copy, on a clock it sets: first before the heartbeats (so that
-	// it has been watching since then), then at the old heartbeat's
-	// deadline, where the stale copy is Down and the fresh one is not.
-	var clock atomic.Pointer[time.Time]
-	setAt := func(at time.Time) { clock.Store(&at) }
-	setAt(stale.CreationTimestamp.Time)
-	rec := kevents.NewFakeRecorder(10)
-	r := &controllers.PushMonitorReconciler{
-		Client: staleReads{Client: k8sClient, stale: stale}, APIReader: k8sClient, Recorder: rec,
-		PushBaseURL: "http://" + pushAddr, Now: func() time.Time { return *clock.Load() },
-	}
-	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)}
-	_, err := r.Reconcile(ctx, req)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-
-	setAt(oldDeadline)
-	res, err := r.Reconcile(ctx, req)
-	got := getMonitor(g, m)
-	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp), "the heartbeat stored after the read wins over the Down")
-	g.Expect(got.Status.LastMessage).To(Equal("new"))
-	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Reason).
-		To(Equal(monitoringv1alpha1.HeartbeatReceivedReason))
-	g.Expect(rec.Events).NotTo(Receive(), "no event for a Down that was not stored")
-	g.Expect(err).NotTo(HaveOccurred(), "a conflict is no error (no backoff before a Down that is due)")
-	g.Expect(res.RequeueAfter).To(BeNumerically(">", 0), "it looks again soon")
-
-	// The next pass reads the newer heartbeat: still Up, at the same clock.
-	r.Client = k8sClient
-	_, err = r.Reconcile(ctx, req)
-	g.Expect(err).NotTo(HaveOccurred())
-	got = getMonitor(g, m)
-	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
-	g.Expect(got.Status.Deadline.Time).To(Equal(fresh.Status.LastHeartbeatTime.Add(time.Hour)))
-	g.Expect(rec.Events).NotTo(Receive())
-	g.Consistently(func(g Gomega) {
-		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
-		g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
-		g.Expect(events(g, m, monitoringv1alpha1.RecoveredReason)).To(BeEmpty())
-	}).WithPolling(50 * time.Millisecond).Should(Succeed())
 }

@@ -1,4 +1,4 @@
-package controllers_test
+package integration
 
 import (
 	"context"
@@ -280,7 +280,7 @@ func TestMetricsSuspended(t *testing.T) {
 // deployed ones.
 func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 	g := NewWithT(t)
-	out, err := runKubectl(t, "kustomize", filepath.Join("..", "config", "prometheus"))
+	out, err := runKubectl(t, "kustomize", filepath.Join("..", "..", "config", "prometheus"))
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	var kinds []string
 	var ruleGroups any
@@ -294,7 +294,7 @@ func TestPrometheusRuleMatchesRulesFile(t *testing.T) {
 	}
 	g.Expect(kinds).To(ConsistOf("Service", "ServiceMonitor", "PrometheusRule"))
 
-	b, err := os.ReadFile(filepath.Join("..", "config", "prometheus", "rules", "pushmon.rules.yaml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "prometheus", "rules", "pushmon.rules.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	var file map[string]any
 	g.Expect(yaml.Unmarshal(b, &file)).To(Succeed())

@@ -1,4 +1,4 @@
-package controllers_test
+package integration
 
 import (
 	"context"
@@ -70,9 +70,7 @@ func ownManager(t *testing.T, user *rest.Config, cfg operator.Config, namespaces
 	})
 	g.Eventually(srv.Addr).WithTimeout(30 * time.Second).ShouldNot(BeEmpty())
 	g.Eventually(func() bool { return mgr.GetCache().WaitForCacheSync(ctx) }).WithTimeout(30 * time.Second).Should(BeTrue())
-	mgrMu.Lock()
-	mgrCache = mgr.GetCache() // createMonitor waits for this cache
-	mgrMu.Unlock()
+	suite.SetCache(mgr.GetCache()) // createMonitor waits for this cache
 	return "http://" + addr
 }
 

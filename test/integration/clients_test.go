@@ -1,4 +1,4 @@
-package controllers_test
+package integration
 
 import (
 	"context"
@@ -91,7 +91,7 @@ func TestCurlDownPushAndKubectlWait(t *testing.T) {
 func TestSamplesApply(t *testing.T) {
 	g := NewWithT(t)
 	ns := newNamespace(t)
-	out, err := runKubectl(t, "apply", "-n", ns, "-k", filepath.Join("..", "config", "samples"))
+	out, err := runKubectl(t, "apply", "-n", ns, "-k", filepath.Join("..", "..", "config", "samples"))
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	var list monitoringv1alpha1.PushMonitorList
 	g.Expect(k8sClient.List(context.Background(), &list, client.InNamespace(ns))).To(Succeed())

@@ -1,4 +1,4 @@
-package controllers_test
+package integration
 
 import (
 	"context"
@@ -38,7 +38,7 @@ func TestWatchNamespaces(t *testing.T) {
 	watched, other := newNamespace(t), newNamespace(t)
 
 	// The ClusterRole `make manifests` generates, under a name of this test's.
-	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "rbac", "role.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	var role rbacv1.ClusterRole
 	g.Expect(yaml.Unmarshal(b, &role)).To(Succeed())
