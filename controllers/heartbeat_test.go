@@ -462,7 +462,7 @@ func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
 	rec := kevents.NewFakeRecorder(10)
 	r := &controllers.PushMonitorReconciler{
 		Client: staleReads{Client: k8sClient, stale: stale}, APIReader: k8sClient, Recorder: rec,
-		PushBaseURL: "http://" + pushAddr, Now: func() time.Time { return *clock.Load() },
+		PushBaseURL: "http://" + pushAddr, Clock: clockFunc(func() time.Time { return *clock.Load() }),
 	}
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)}
 	_, err := r.Reconcile(ctx, req)

@@ -24,6 +24,12 @@ func suiteNow() time.Time {
 	return time.Now()
 }
 
+// clockFunc is a clock.PassiveClock that reads the time from a function.
+type clockFunc func() time.Time
+
+func (f clockFunc) Now() time.Time                  { return f() }
+func (f clockFunc) Since(t time.Time) time.Duration { return f().Sub(t) }
+
 // setClock sets the reconciler's clock until the test ends.
 func setClock(t *testing.T, at time.Time) {
 	fakeNow.Store(&at)

@@ -147,7 +147,7 @@ func startManager() error {
 	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: "http://" + pushAddr, Concurrency: 4,
-		HeartbeatWindow: heartbeat.DefaultWindow, Now: suiteNow,
+		HeartbeatWindow: heartbeat.DefaultWindow, Clock: clockFunc(suiteNow),
 	})
 	if err != nil {
 		cancel()
