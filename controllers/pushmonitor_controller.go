@@ -16,6 +16,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/events"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
@@ -48,8 +49,8 @@ type PushMonitorReconciler struct {
 	Recorder  events.EventRecorder
 	// PushBaseURL is the base of the url written into each Secret.
 	PushBaseURL string
-	// Now is the clock; time.Now when nil.
-	Now func() time.Time
+	// Clock is the reconciler's clock; the real clock when nil.
+	Clock clock.PassiveClock
 	// MaxConcurrentReconciles defaults to 1.
 	MaxConcurrentReconciles int
 	// TokenOverlap is how long the previous token keeps working after a
@@ -435,8 +436,8 @@ func recoveredNote(orig, m *monitoringv1alpha1.PushMonitor, now time.Time) strin
 }
 
 func (r *PushMonitorReconciler) now() time.Time {
-	if r.Now != nil {
-		return r.Now()
+	if r.Clock != nil {
+		return r.Clock.Now()
 	}
 	return time.Now()
 }

@@ -23,6 +23,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 // TestNeverPingedGoesDown: a monitor that never hears a heartbeat goes Down
@@ -162,7 +163,7 @@ func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
 	rec := kevents.NewFakeRecorder(10)
 	r := &controllers.PushMonitorReconciler{
 		Client: staleReads{Client: k8sClient, stale: stale}, APIReader: k8sClient, Recorder: rec,
-		PushBaseURL: "http://" + pushAddr, Now: func() time.Time { return *clock.Load() },
+		PushBaseURL: "http://" + pushAddr, Clock: testutil.ClockFunc(func() time.Time { return *clock.Load() }),
 	}
 	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)}
 	_, err := r.Reconcile(ctx, req)

@@ -12,6 +12,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
@@ -60,6 +61,9 @@ type Coalescer struct {
 	Writer Sink
 	Window time.Duration
 	Log    logr.Logger
+	// Clock runs the windows, the flush timers and the sweep of idle
+	// entries; the real clock when nil (tests pass a fake one).
+	Clock clock.WithTickerAndDelayedExecution
 
 	mu      sync.Mutex
 	entries map[types.UID]*entry
@@ -97,7 +101,7 @@ type entry struct {
 	// writtenDeadline is the deadline that follows from the written
 	// heartbeat (DeadlineFrom: timeout + grace, or the schedule's).
 	writtenDeadline time.Time
-	timer           *time.Timer
+	timer           clock.Timer
 	flushing        bool
 	// nudged is the health episode an up push was last written at once for.
 	nudged string
@@ -150,7 +154,7 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		e.mu.Unlock()
 		return c.Writer.Record(ctx, guard, hb)
 	}
-	now := time.Now()
+	now := c.clock().Now()
 	e.window = c.windowOf(m)
 	// An up push to a Pending or Down monitor ends that state; write it at
 	// once, but once per episode, so that pushes keep their bound even
@@ -176,7 +180,7 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 	// A flush may have written while this push waited; if that made it no
 	// longer due, hold it, so writes stay one per window.
 	e.mu.Lock()
-	if now = time.Now(); !e.closed && !e.dueLocked(now, m, hb, ends) {
+	if now = c.clock().Now(); !e.closed && !e.dueLocked(now, m, hb, ends) {
 		e.holdLocked(c, m, hb)
 		e.mu.Unlock()
 		return nil
@@ -300,8 +304,22 @@ func (e *entry) armLocked(c *Coalescer) {
 	if by := e.flushBy(); by.Before(at) {
 		at = by
 	}
-	uid := e.monitor.UID
-	e.timer = time.AfterFunc(time.Until(at), func() { c.flush(uid, e) })
+	e.timer = c.flushAfter(at.Sub(c.clock().Now()), e.monitor.UID, e)
+}
+
+// flushAfter runs the flush of e after d on c's clock, in a goroutine of its
+// own as time.AfterFunc would: a fake clock calls the function inside Step,
+// holding its own lock, which the flush's calls of the clock would wait for.
+func (c *Coalescer) flushAfter(d time.Duration, uid types.UID, e *entry) clock.Timer {
+	return c.clock().AfterFunc(d, func() { go c.flush(uid, e) })
+}
+
+// clock is c.Clock, or the real clock.
+func (c *Coalescer) clock() clock.WithTickerAndDelayedExecution {
+	if c.Clock != nil {
+		return c.Clock
+	}
+	return clock.RealClock{}
 }
 
 func (c *Coalescer) windowOf(m *monitoringv1alpha1.PushMonitor) time.Duration {
@@ -349,7 +367,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 		e.mu.Unlock()
 		return
 	}
-	if now := time.Now(); !e.writtenAt.IsZero() && now.Sub(e.writtenAt) < e.window && now.Before(e.flushBy()) {
+	if now := c.clock().Now(); !e.writtenAt.IsZero() && now.Sub(e.writtenAt) < e.window && now.Before(e.flushBy()) {
 		// A push was written while this timer fired: what is held now
 		// waits for the end of that write's window.
 		e.armLocked(c)
@@ -362,7 +380,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 	// The flush opens the next window: pushes that arrive while it runs are
 	// held for the window's end instead of each writing on its own, so a
 	// steady pusher costs one write per window.
-	e.writtenAt = time.Now()
+	e.writtenAt = c.clock().Now()
 	e.mu.Unlock()
 
 	err := c.Writer.Record(ctx, m, hb)
@@ -388,7 +406,7 @@ func (c *Coalescer) flush(uid types.UID, e *entry) {
 		e.writtenAt = time.Time{}
 		e.stopTimer()
 		if !e.closed { // else the final flush writes it
-			e.timer = time.AfterFunc(time.Second, func() { c.flush(uid, e) })
+			e.timer = c.flushAfter(time.Second, uid, e)
 		}
 	}
 }
@@ -414,11 +432,11 @@ func (e *entry) stopTimer() {
 // Start drops idle entries until ctx ends, then writes every held
 // heartbeat; pushes that arrive after that are written directly.
 func (c *Coalescer) Start(ctx context.Context) error {
-	tick := time.NewTicker(idleAfter)
+	tick := c.clock().NewTicker(idleAfter)
 	defer tick.Stop()
 	for {
 		select {
-		case <-tick.C:
+		case <-tick.C():
 			c.sweep()
 		case <-ctx.Done():
 			c.Drain(FinalFlushTimeout)
@@ -432,7 +450,7 @@ func (c *Coalescer) sweep() {
 	defer c.mu.Unlock()
 	for uid, e := range c.entries {
 		if e.mu.TryLock() {
-			if e.held == nil && e.timer == nil && time.Since(e.writtenAt) > idleAfter {
+			if e.held == nil && e.timer == nil && c.clock().Since(e.writtenAt) > idleAfter {
 				delete(c.entries, uid)
 			}
 			e.mu.Unlock()
@@ -528,7 +546,7 @@ func (c *Coalescer) flushFinal(ctx context.Context, e *entry) bool {
 		select {
 		case <-ctx.Done():
 			return false
-		case <-time.After(200 * time.Millisecond):
+		case <-c.clock().After(200 * time.Millisecond):
 		}
 	}
 }

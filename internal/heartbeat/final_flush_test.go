@@ -46,16 +46,17 @@ func TestFinalFlushWritesThousandsWithinTheDeadline(t *testing.T) {
 	s := &slowSink{delay: 20 * time.Millisecond}
 	// A window far longer than the test, so that no flush timer writes
 	// what the final flush must.
-	c := newCoalescer(&s.fakeSink, time.Hour)
+	clk := newClock()
+	c := newCoalescer(&s.fakeSink, time.Hour, clk)
 	ctx := pushContext()
 	ms := make([]*monitoringv1alpha1.PushMonitor, monitors)
 	for i := range ms {
 		ms[i] = newMonitor(types.UID(fmt.Sprint("u", i)), 10*time.Hour, defaultGrace)
-		g.Expect(c.Record(ctx, ms[i], up("first"))).To(Succeed())
+		g.Expect(c.Record(ctx, ms[i], up(clk, "first"))).To(Succeed())
 	}
 	c.Writer = s // the first pushes were written at once; the flush is slow
 	for _, m := range ms {
-		g.Expect(c.Record(ctx, m, up("held"))).To(Succeed())
+		g.Expect(c.Record(ctx, m, up(clk, "held"))).To(Succeed())
 	}
 	g.Expect(s.attempts("held", false)).To(BeZero(), "every second push is held")
 
@@ -71,15 +72,16 @@ func TestFinalFlushWritesThousandsWithinTheDeadline(t *testing.T) {
 func TestPushRacingFinalFlushIsWritten(t *testing.T) {
 	g := NewWithT(t)
 	s := &fakeSink{}
-	c := newCoalescer(s, 10*time.Second)
+	clk := newClock()
+	c := newCoalescer(s, 10*time.Second, clk)
 	m := newMonitor("u1", time.Minute, defaultGrace)
 	ctx := pushContext()
-	g.Expect(c.Record(ctx, m, up("a"))).To(Succeed()) // written; the next push would be held
+	g.Expect(c.Record(ctx, m, up(clk, "a"))).To(Succeed()) // written; the next push would be held
 
 	var once sync.Once
 	testHookEntry = func() { once.Do(func() { c.FlushAll(context.Background()) }) }
 	defer func() { testHookEntry = nil }()
-	g.Expect(c.Record(ctx, m, up("b"))).To(Succeed())
+	g.Expect(c.Record(ctx, m, up(clk, "b"))).To(Succeed())
 	g.Expect(s.messages()).To(Equal([]string{"a", "b"}), "b was answered, so it is written")
 	g.Expect(s.inRecord()).To(Equal([]bool{true, true}), "written before the answer")
 }
@@ -90,12 +92,13 @@ func TestDrainWaitsForTheFinalFlushInProgress(t *testing.T) {
 	g := NewWithT(t)
 	gate := make(chan struct{})
 	s := &slowSink{gate: gate}
-	c := newCoalescer(&s.fakeSink, 10*time.Second)
+	clk := newClock()
+	c := newCoalescer(&s.fakeSink, 10*time.Second, clk)
 	m := newMonitor("u1", time.Minute, defaultGrace)
 	ctx := pushContext()
-	g.Expect(c.Record(ctx, m, up("a"))).To(Succeed())
+	g.Expect(c.Record(ctx, m, up(clk, "a"))).To(Succeed())
 	c.Writer = s
-	g.Expect(c.Record(ctx, m, up("b"))).To(Succeed()) // held
+	g.Expect(c.Record(ctx, m, up(clk, "b"))).To(Succeed()) // held
 
 	first := make(chan struct{})
 	go func() { c.Drain(5 * time.Second); close(first) }()
@@ -118,11 +121,13 @@ func TestDuePushWaitsBehindAFlushOnlyForItsContext(t *testing.T) {
 	gate := make(chan struct{})
 	defer close(gate)
 	s := &slowSink{gate: gate}
-	c := newCoalescer(&s.fakeSink, 200*time.Millisecond)
+	clk := newClock()
+	c := newCoalescer(&s.fakeSink, 200*time.Millisecond, clk)
 	m := newMonitor("u1", time.Minute, defaultGrace)
-	g.Expect(c.Record(pushContext(), m, up("a"))).To(Succeed())
+	g.Expect(c.Record(pushContext(), m, up(clk, "a"))).To(Succeed())
 	c.Writer = s
-	g.Expect(c.Record(pushContext(), m, up("b"))).To(Succeed()) // held; its flush blocks at the gate
+	g.Expect(c.Record(pushContext(), m, up(clk, "b"))).To(Succeed()) // held; its flush blocks at the gate
+	clk.Step(200 * time.Millisecond)
 	g.Eventually(func() bool {
 		c.mu.Lock()
 		e := c.entries[m.UID]
@@ -135,7 +140,7 @@ func TestDuePushWaitsBehindAFlushOnlyForItsContext(t *testing.T) {
 	ctx, cancel := context.WithTimeout(pushContext(), 100*time.Millisecond)
 	defer cancel()
 	start := time.Now()
-	err := c.Record(ctx, m, down("due")) // a status change is due at once
+	err := c.Record(ctx, m, down(clk, "due")) // a status change is due at once
 	g.Expect(err).To(MatchError(context.DeadlineExceeded))
 	g.Expect(time.Since(start)).To(BeNumerically("<", 2*time.Second))
 }

@@ -11,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -37,8 +38,9 @@ type Config struct {
 	// HeartbeatWindow bounds heartbeat writes to one per window per monitor
 	// (and replica) while its state does not change; 0 writes every push.
 	HeartbeatWindow time.Duration
-	// Now is the reconciler's clock (tests); time.Now when nil.
-	Now func() time.Time
+	// Clock is the reconciler's clock (tests); the real clock when nil. The
+	// push endpoint and the heartbeat coalescer keep the real clock.
+	Clock clock.PassiveClock
 	// TokenOverlap is how long a rotated-out token keeps working.
 	TokenOverlap time.Duration
 	// PushLimits are the push endpoint's rate limits; zero: none.
@@ -116,7 +118,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 		APIReader:               mgr.GetAPIReader(),
 		Recorder:                recorder,
 		PushBaseURL:             cfg.PushBaseURL,
-		Now:                     cfg.Now,
+		Clock:                   cfg.Clock,
 		MaxConcurrentReconciles: cfg.Concurrency,
 		TokenOverlap:            cfg.TokenOverlap,
 	}

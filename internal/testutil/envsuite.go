@@ -15,6 +15,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/utils/clock"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -144,7 +145,7 @@ func (s *EnvSuite) StartManager() error {
 	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: s.PushAddr, PushBaseURL: "http://" + s.PushAddr, Concurrency: 4,
-		HeartbeatWindow: heartbeat.DefaultWindow, Now: s.now,
+		HeartbeatWindow: heartbeat.DefaultWindow, Clock: s.clock(),
 	})
 	if err != nil {
 		cancel()
@@ -219,4 +220,12 @@ func (s *EnvSuite) writeKubeconfig() (string, error) {
 	defer f.Close()
 	_, err = f.Write(b)
 	return f.Name(), err
+}
+
+// clock is the reconciler's clock: now, or the real one when now is nil.
+func (s *EnvSuite) clock() clock.PassiveClock {
+	if s.now == nil {
+		return nil
+	}
+	return ClockFunc(s.now)
 }

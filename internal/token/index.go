@@ -11,6 +11,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -80,8 +81,8 @@ func holds(s *corev1.Secret, d string, now time.Time) bool {
 type Index struct {
 	// Reader must be the manager's cache (it serves DigestField).
 	Reader client.Reader
-	// Now is the clock previous tokens expire by; time.Now when nil.
-	Now func() time.Time
+	// Clock is the clock previous tokens expire by; the real clock when nil.
+	Clock clock.PassiveClock
 }
 
 // Lookup returns the monitor whose Secret holds tok, or ErrUnknown. The
@@ -92,8 +93,8 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	}
 	d := Digest(tok)
 	now := time.Now()
-	if i.Now != nil {
-		now = i.Now()
+	if i.Clock != nil {
+		now = i.Clock.Now()
 	}
 	var secrets corev1.SecretList
 	if err := i.Reader.List(ctx, &secrets,

@@ -9,6 +9,7 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
+	clocktesting "k8s.io/utils/clock/testing"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
@@ -77,7 +78,7 @@ func TestLookupAfterRotation(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			c := indexedClient(t, idxMonitor("job", "uid-1", "job-push"), tc.secret)
-			idx := &Index{Reader: c, Now: func() time.Time { return tc.now }}
+			idx := &Index{Reader: c, Clock: clocktesting.NewFakePassiveClock(tc.now)}
 			m, err := idx.Lookup(context.Background(), tc.lookup)
 			if tc.found {
 				g.Expect(err).NotTo(HaveOccurred())
@@ -120,7 +121,7 @@ func FuzzLookup(f *testing.F) {
 	c := indexedClient(f, idxMonitor("job", "uid-1", "job-push"), rotatedSecret(until.Format(time.RFC3339)))
 	f.Fuzz(func(t *testing.T, tok string, offset int64) {
 		now := rotNow.Add(time.Duration(offset))
-		idx := &Index{Reader: c, Now: func() time.Time { return now }}
+		idx := &Index{Reader: c, Clock: clocktesting.NewFakePassiveClock(now)}
 		m, err := idx.Lookup(context.Background(), tok)
 		want := tok == goodToken || tok == prevToken && now.Before(until)
 		switch {

@@ -93,9 +93,9 @@ type replica struct {
 	name        string
 	pushAddr    string
 	metricsAddr string // plain HTTP
-	cmd      *exec.Cmd
-	out      *testutil.SyncBuffer
-	exited   chan struct{}
+	cmd         *exec.Cmd
+	out         *testutil.SyncBuffer
+	exited      chan struct{}
 }
 
 // startReplica starts a manager with leader election and short lease
