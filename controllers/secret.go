@@ -51,6 +51,9 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		if !metav1.IsControlledBy(&s, m) {
 			return tokenUnchanged, &errSecretConflict{name: name}
 		}
+		if err := r.deleteMovedFrom(ctx, m, name); err != nil {
+			return tokenUnchanged, err
+		}
 		return r.refreshSecret(ctx, m, &s)
 	}
 	if !apierrors.IsNotFound(err) {
@@ -104,12 +107,33 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		return tokenUnchanged, nil
 	}
 	m.Status.TokenIssuedTime = issuedTime(&s)
-	if old != nil {
+	// The Secret the token moved from stays until status names the new one
+	// (deleteMovedFrom): the push endpoint takes a token from the Secret
+	// status names, so deleting it now would refuse the token until then.
+	return change, nil
+}
+
+// deleteMovedFrom deletes the Secrets m controls other than name, the one it
+// uses, once stored status names name: what a move of spec.secretName left.
+func (r *PushMonitorReconciler) deleteMovedFrom(ctx context.Context, m *monitoringv1alpha1.PushMonitor, name string) error {
+	if m.Status.SecretName != name {
+		return nil
+	}
+	var secrets corev1.SecretList
+	if err := r.List(ctx, &secrets, client.InNamespace(m.Namespace),
+		client.MatchingLabels{token.LabelManagedBy: token.LabelManagedByValue, monitoringv1alpha1.MonitorKey: m.Name}); err != nil {
+		return fmt.Errorf("listing Secrets of monitor %q: %w", m.Name, err)
+	}
+	for i := range secrets.Items {
+		old := &secrets.Items[i]
+		if old.Name == name || !metav1.IsControlledBy(old, m) {
+			continue
+		}
 		if err := r.Delete(ctx, old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return change, fmt.Errorf("deleting previous Secret %q: %w", old.Name, err)
+			return fmt.Errorf("deleting previous Secret %q: %w", old.Name, err)
 		}
 	}
-	return change, nil
+	return nil
 }
 
 // tokenToMove returns the token of the Secret the monitor used until now, if

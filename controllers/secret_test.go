@@ -2,6 +2,10 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -142,6 +146,61 @@ func TestSecretNameChangeMovesToken(t *testing.T) {
 	}).Should(Succeed())
 	mustPush(t, tok, "msg=still-works")
 	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
+}
+
+// TestSecretNameChangeKeepsTheTokenWorking: a client pushing all through a
+// change of spec.secretName is never refused. The old Secret goes only once
+// status names the new one, since the push endpoint takes a token from the
+// Secret status names (before, the old Secret went before status named the
+// new one, and pushes in between were answered 404).
+func TestSecretNameChangeKeepsTheTokenWorking(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	for i := range 5 {
+		m := monitor(ns, fmt.Sprintf("moving-%d", i), monitoringv1alpha1.PushMonitorSpec{})
+		tok := createMonitor(t, m)
+		url := envSuite(t).PushURL(tok, "msg=moving")
+
+		var refused atomic.Int64
+		var lastRefusal atomic.Value
+		stop, stopped := make(chan struct{}), make(chan struct{})
+		go func() {
+			defer close(stopped)
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				resp, err := http.Post(url, "", nil)
+				if err != nil {
+					refused.Add(1)
+					lastRefusal.Store(err.Error())
+					continue
+				}
+				body, _ := io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					refused.Add(1)
+					lastRefusal.Store(fmt.Sprintf("%s: %d %s", time.Now().UTC().Format("15:04:05.000000"), resp.StatusCode, body))
+				}
+			}
+		}()
+		got := getMonitor(g, m)
+		orig := got.DeepCopy()
+		got.Spec.SecretName = got.Name + "-moved"
+		// A merge patch: the pushes keep changing status.
+		g.Expect(k8sClient.Patch(context.Background(), got, client.MergeFrom(orig))).To(Succeed())
+		g.Eventually(func(g Gomega) {
+			g.Expect(getMonitor(g, m).Status.SecretName).To(Equal(got.Name + "-moved"))
+			err := k8sClient.Get(context.Background(), client.ObjectKey{Namespace: ns, Name: got.Name + "-push"}, &corev1.Secret{})
+			g.Expect(apierrors.IsNotFound(err)).To(BeTrue(), "old Secret removed")
+		}).Should(Succeed())
+		time.Sleep(100 * time.Millisecond) // pushes after the removal too, while caches catch up
+		close(stop)
+		<-stopped
+		g.Expect(refused.Load()).To(BeZero(), "pushes refused during the move of %s, the last: %v", m.Name, lastRefusal.Load())
+	}
 }
 
 // TestSecretRepairedAfterTampering: url and interval are put back; a
