@@ -160,7 +160,7 @@ func startManager() error {
 		select {
 		case err := <-done:
 			cancel()
-			return fmt.Errorf("manager stopped: %v", err)
+			return fmt.Errorf("manager stopped: %w", err)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -180,7 +180,7 @@ func stopManager() {
 		return
 	}
 	mgrCancel()
-	<-mgrDone
+	_ = <-mgrDone
 	mgrCancel, mgrDone = nil, nil
 }
 
