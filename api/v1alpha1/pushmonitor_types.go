@@ -23,6 +23,11 @@ const (
 	MaxNameLength = 63
 	// SecretNameSuffix makes the default Secret name, <monitor-name>-push.
 	SecretNameSuffix = "-push"
+	// DurationPattern is the syntax the API server accepts for a duration
+	// field: Go's, without sign, without day unit and without bare numbers.
+	// Markers cannot refer to a Go constant, so the CEL rules below spell it
+	// out at each use; TestDurationPattern fails if any copy differs.
+	DurationPattern = `^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 )
 
 // MonitorState is the monitor's state as status.state reports it.
