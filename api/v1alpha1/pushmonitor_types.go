@@ -23,6 +23,11 @@ const (
 	MaxNameLength = 63
 	// SecretNameSuffix makes the default Secret name, <monitor-name>-push.
 	SecretNameSuffix = "-push"
+	// DurationPattern is the syntax the API server accepts for a duration
+	// field: Go's, without sign, without day unit and without bare numbers.
+	// Markers cannot refer to a Go constant, so the CEL rules below spell it
+	// out at each use; TestDurationPattern fails if any copy differs.
+	DurationPattern = `^([0-9]+([.][0-9]+)?(ns|us|µs|ms|s|m|h))+$`
 )
 
 // MonitorState is the monitor's state as status.state reports it.
@@ -96,12 +101,13 @@ type PushMonitorSpec struct {
 	// suspend stops Down transitions and alerts while true. Heartbeats are
 	// still recorded; resuming restarts the deadline from the moment of resume.
 	// +optional
-	Suspend bool `json:"suspend,omitempty"`
+	Suspend bool `json:"suspend,omitempty"` //nolint:kubeapilinter // unset and false both mean not suspended; DESIGN.md fixes a bool
 
 	// secretName is the Secret the push token is issued into, in the monitor's
 	// namespace. Defaults to <monitor-name>-push. pushmon never overwrites a
 	// Secret it did not create.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$`
 	SecretName string `json:"secretName,omitempty"`
@@ -120,7 +126,7 @@ type PushMonitorSpec struct {
 	// +optional
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
-	TimeZone *string `json:"timeZone,omitempty"`
+	TimeZone *string `json:"timeZone,omitempty"` //nolint:kubeapilinter // a pointer, as CronJob's spec.timeZone is
 
 	// cronJobRef makes the monitor follow a CronJob in its namespace: its
 	// schedule, time zone and suspend, with its Jobs counted as runs.
@@ -158,6 +164,7 @@ type PushMonitorSpec struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=3
 	// +kubebuilder:validation:items:Enum=GET;POST;HEAD
 	AllowedMethods []string `json:"allowedMethods,omitempty"`
 }
@@ -168,13 +175,14 @@ const MaxOpenRuns = 16
 // OpenRun is a run that reported its start and not yet its end.
 type OpenRun struct {
 	// runID pairs the start with its end when runs overlap (the rid query
-	// parameter); empty when the client sent none.
+	// parameter); absent when the client sent none.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=64
 	RunID string `json:"runID,omitempty"`
 	// startTime is when the start signal arrived.
 	// +required
-	StartTime metav1.MicroTime `json:"startTime"`
+	StartTime metav1.MicroTime `json:"startTime"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
 }
 
 // FailureReport is a failure a client reported (or a followed CronJob's
@@ -183,13 +191,15 @@ type OpenRun struct {
 type FailureReport struct {
 	// time is when the push endpoint received the report (or the Job ended).
 	// +required
-	Time metav1.MicroTime `json:"time"`
+	Time metav1.MicroTime `json:"time"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
 	// status is what was reported: Down (status=down) or Failed (a failed
 	// run).
 	// +required
-	Status ReportedStatus `json:"status"`
+	Status ReportedStatus `json:"status,omitempty"`
 	// message is the report's msg (length-capped), or the Job's diagnosis.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=32768
 	Message string `json:"message,omitempty"`
 	// exitCode is the exit status reported with it, if any.
 	// +optional
@@ -198,7 +208,7 @@ type FailureReport struct {
 	// monitor was Down or Suspended for it); a failure not shown turns the
 	// monitor Down even if a success superseded it.
 	// +optional
-	Shown bool `json:"shown,omitempty"`
+	Shown bool `json:"shown,omitempty"` //nolint:kubeapilinter // unset and false both mean not shown yet
 }
 
 // CronJobReference names a CronJob in the monitor's namespace.
@@ -207,7 +217,7 @@ type CronJobReference struct {
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=52
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 }
 
 // PushMonitorStatus is what pushmon observed of the monitor.
@@ -224,14 +234,17 @@ type PushMonitorStatus struct {
 	// +optional
 	LastReportedStatus ReportedStatus `json:"lastReportedStatus,omitempty"`
 
-	// lastMessage is the msg sent with the last heartbeat (length-capped).
+	// lastMessage is the msg sent with the last heartbeat (length-capped),
+	// or a failed Job's diagnosis.
 	// +optional
-	LastMessage string `json:"lastMessage,omitempty"`
+	// +kubebuilder:validation:MaxLength=32768
+	LastMessage string `json:"lastMessage,omitempty"` //nolint:kubeapilinter // "" is no msg; the push endpoint writes it so in a JSON patch
 
 	// lastValue is the numeric value sent with the last heartbeat, in Go's
 	// shortest decimal form (42.50 is stored as 42.5, 1e3 as 1000).
 	// +optional
-	LastValue string `json:"lastValue,omitempty"`
+	// +kubebuilder:validation:MaxLength=32
+	LastValue string `json:"lastValue,omitempty"` //nolint:kubeapilinter // "" is no value; the push endpoint writes it so in a JSON patch
 
 	// lastFailure is the newest failure reported (status=down, a failed run
 	// or Job), kept after later successes and whatever order replicas
@@ -246,6 +259,8 @@ type PushMonitorStatus struct {
 
 	// secretName is the Secret that holds the monitor's current push token.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	SecretName string `json:"secretName,omitempty"`
 
 	// nextRunTime is when the next run is expected (with a schedule).
@@ -259,6 +274,8 @@ type PushMonitorStatus struct {
 	// lastRunJob is the last Job of the followed CronJob counted as a run
 	// (with spec.cronJobRef).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
 	LastRunJob string `json:"lastRunJob,omitempty"`
 
 	// lastRunDuration is how long the last finished run took, from its
@@ -272,11 +289,11 @@ type PushMonitorStatus struct {
 
 	// consecutiveFailures counts failures since the last success.
 	// +optional
-	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"`
+	ConsecutiveFailures int32 `json:"consecutiveFailures,omitempty"` //nolint:kubeapilinter // unset and 0 mean the same
 
 	// consecutiveSuccesses counts successes since the last failure.
 	// +optional
-	ConsecutiveSuccesses int32 `json:"consecutiveSuccesses,omitempty"`
+	ConsecutiveSuccesses int32 `json:"consecutiveSuccesses,omitempty"` //nolint:kubeapilinter // unset and 0 mean the same
 
 	// openRuns are the runs started and not yet finished, oldest first
 	// (at most MaxOpenRuns; older ones are dropped).
@@ -292,12 +309,14 @@ type PushMonitorStatus struct {
 
 	// observedGeneration is the generation of the spec last reconciled.
 	// +optional
-	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"` //nolint:kubeapilinter // unset and 0 mean nothing reconciled yet, as everywhere in Kubernetes
 
-	// conditions: Ready (token issued, endpoint serving) and Healthy (Up).
+	// conditions are Ready (token issued, endpoint serving), Healthy (Up),
+	// and Stalled and Reconciling for kstatus.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
@@ -318,16 +337,18 @@ type PushMonitorStatus struct {
 // +kubebuilder:printcolumn:name="Exit",type=integer,JSONPath=`.status.lastExitCode`,priority=1
 // +kubebuilder:validation:XValidation:rule="self.metadata.name.size() <= 63",message="metadata.name must be at most 63 characters (it is written into a label value)"
 type PushMonitor struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the object's standard metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec declares the monitor.
 	// +required
-	Spec PushMonitorSpec `json:"spec"`
+	Spec PushMonitorSpec `json:"spec"` //nolint:kubeapilinter // a value, as in every Kubernetes type; {} is a valid spec (all defaults)
 
 	// status is what pushmon observed.
 	// +optional
-	Status PushMonitorStatus `json:"status,omitempty"`
+	Status PushMonitorStatus `json:"status,omitempty"` //nolint:kubeapilinter // a value, as in every Kubernetes type: its zero value is a new monitor's status
 }
 
 // +kubebuilder:object:root=true
@@ -337,10 +358,6 @@ type PushMonitorList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PushMonitor `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&PushMonitor{}, &PushMonitorList{})
 }
 
 // TimeoutDuration is spec.timeout, defaulted.

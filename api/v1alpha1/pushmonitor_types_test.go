@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"os"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -163,5 +165,30 @@ func TestValidateSpec(t *testing.T) {
 			}
 			g.Expect(strings.Split(err.Error(), "\n")).To(HaveLen(len(tc.want)), "one line per broken rule")
 		})
+	}
+}
+
+// TestDurationPattern checks that every duration regex in the Go markers and
+// in the generated CRD is DurationPattern, and that what it accepts Go parses.
+func TestDurationPattern(t *testing.T) {
+	g := NewWithT(t)
+	re := regexp.MustCompile(`matches\('{1,2}([^']*)'{1,2}\)`) // the CRD's YAML doubles the quotes
+	for _, file := range []string{"pushmonitor_types.go", "../../config/crd/bases/monitoring.pushmon.dev_pushmonitors.yaml"} {
+		src, err := os.ReadFile(file)
+		g.Expect(err).NotTo(HaveOccurred())
+		found := re.FindAllStringSubmatch(string(src), -1)
+		g.Expect(len(found)).To(BeNumerically(">=", 10), file)
+		for _, m := range found {
+			g.Expect(m[1]).To(Equal(DurationPattern), file)
+		}
+	}
+	pattern := regexp.MustCompile(DurationPattern)
+	for _, ok := range []string{"90s", "5m", "1h30m", "1.5h", "0s", "500ms", "10µs", "2us"} {
+		g.Expect(pattern.MatchString(ok)).To(BeTrue(), ok)
+		_, err := time.ParseDuration(ok)
+		g.Expect(err).NotTo(HaveOccurred(), ok)
+	}
+	for _, bad := range []string{"", "0", "-5m", "+5m", "1d", "5 m", "5M", ".5s", "5.s"} {
+		g.Expect(pattern.MatchString(bad)).To(BeFalse(), bad)
 	}
 }

@@ -17,8 +17,8 @@ const DefaultScheduleGracePeriod = 10 * time.Minute
 // Schedule is a parsed spec.schedule in its time zone (not an API type).
 // +kubebuilder:object:generate=false
 type Schedule struct {
-	spec cron.Schedule
-	loc  *time.Location
+	spec cron.Schedule  //nolint:kubeapilinter // not an API type: never serialised
+	loc  *time.Location //nolint:kubeapilinter // not an API type: never serialised
 }
 
 // ParseSchedule parses a schedule as the Kubernetes CronJob controller
@@ -31,7 +31,7 @@ func ParseSchedule(schedule string, tz *string) (*Schedule, error) {
 	}
 	spec, err := cron.ParseStandard(schedule)
 	if err != nil {
-		return nil, fmt.Errorf("invalid schedule %q: %v", schedule, err)
+		return nil, fmt.Errorf("invalid schedule %q: %w", schedule, err)
 	}
 	loc, err := LoadTimeZone(tz)
 	if err != nil {

@@ -22,7 +22,7 @@ func startServer(t *testing.T, s *Server) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
-	t.Cleanup(func() { cancel(); <-done })
+	t.Cleanup(func() { cancel(); _ = <-done })
 	NewWithT(t).Eventually(s.Addr, 5*time.Second, 5*time.Millisecond).ShouldNot(BeEmpty())
 }
 

@@ -335,7 +335,7 @@ func TestMaxConns(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); _ = <-done }()
 	g.Eventually(s.Addr, 5*time.Second, 5*time.Millisecond).ShouldNot(BeEmpty())
 
 	// The first connection holds the only slot (an idle keep-alive).
@@ -373,7 +373,7 @@ func TestOversizedHeaders(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- s.Start(ctx) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); _ = <-done }()
 	g.Eventually(s.Addr, 5*time.Second, 5*time.Millisecond).ShouldNot(BeEmpty())
 	req, err := http.NewRequest("POST", "http://"+s.Addr()+"/api/push/"+testToken, nil)
 	g.Expect(err).NotTo(HaveOccurred())

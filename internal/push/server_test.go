@@ -622,7 +622,7 @@ func TestStartAndGracefulShutdown(t *testing.T) {
 	g.Eventually(done, 5*time.Second).Should(Receive(&startErr))
 	g.Expect(startErr).NotTo(HaveOccurred())
 
-	_, err = client.Get(base + "/api/push/" + testToken)
+	_, err = client.Get(base + "/api/push/" + testToken) //nolint:bodyclose // it must fail: there is no body
 	g.Expect(err).To(HaveOccurred(), "no longer listening")
 	g.Expect(logs.String()).To(ContainSubstring("serving push endpoint"))
 	g.Expect(logs.String()).NotTo(ContainSubstring(testToken))

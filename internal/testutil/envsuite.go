@@ -158,7 +158,7 @@ func (s *EnvSuite) StartManager() error {
 		select {
 		case err := <-done:
 			cancel()
-			return fmt.Errorf("manager stopped: %v", err)
+			return fmt.Errorf("manager stopped: %w", err)
 		case <-time.After(10 * time.Millisecond):
 		}
 		if time.Now().After(deadline) {
@@ -178,7 +178,7 @@ func (s *EnvSuite) StopManager() {
 		return
 	}
 	s.cancel()
-	<-s.done
+	_ = <-s.done
 	s.cancel, s.done = nil, nil
 }
 

@@ -31,7 +31,7 @@ func BuildManager(root, path string) error {
 	build := exec.Command("go", "build", "-o", path, "./cmd")
 	build.Dir = root
 	if out, err := build.CombinedOutput(); err != nil {
-		return fmt.Errorf("building the manager: %v\n%s", err, out)
+		return fmt.Errorf("building the manager: %w\n%s", err, out)
 	}
 	return nil
 }

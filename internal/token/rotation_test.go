@@ -2,6 +2,7 @@ package token
 
 import (
 	"context"
+	"errors"
 	"strings"
 	"testing"
 	"time"
@@ -127,7 +128,7 @@ func FuzzLookup(f *testing.F) {
 		switch {
 		case want && (err != nil || m == nil || m.Name != "job"):
 			t.Fatalf("Lookup(%q) at %s: %v, %v; want the monitor", tok, now, m, err)
-		case !want && (err != ErrUnknown || m != nil):
+		case !want && (!errors.Is(err, ErrUnknown) || m != nil):
 			t.Fatalf("Lookup(%q) at %s: %v, %v; want ErrUnknown", tok, now, m, err)
 		}
 		if err != nil && len(tok) >= 16 && strings.Contains(err.Error(), tok) {

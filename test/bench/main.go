@@ -112,7 +112,7 @@ func run() error {
 		_ = env.Stop()
 		return fmt.Errorf("starting the control plane (make controlplane): %w", err)
 	}
-	defer env.Stop() //nolint:errcheck
+	defer env.Stop() //nolint:errcheck // teardown at exit: nothing to do about a failure
 	cfg.QPS, cfg.Burst = 5000, 10000
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {
@@ -136,7 +136,7 @@ func run() error {
 	if err := bare.Start(); err != nil {
 		return err
 	}
-	defer bare.Process.Kill() //nolint:errcheck
+	defer bare.Process.Kill() //nolint:errcheck // it may have exited already
 	waitHTTP("http://" + bareAddr + "/")
 
 	pushAddr := freeAddr()
@@ -158,7 +158,7 @@ func run() error {
 	if err := mgr.Start(); err != nil {
 		return fmt.Errorf("starting bin/manager (make build): %w", err)
 	}
-	defer mgr.Process.Kill() //nolint:errcheck
+	defer mgr.Process.Kill() //nolint:errcheck // it may have exited already
 	waitHTTP("http://" + pushAddr + "/")
 
 	ctx := context.Background()

@@ -146,7 +146,7 @@ func run(m *testing.M) int {
 		_ = testEnv.Stop() // a half-started control plane must not outlive the test
 		return 1
 	}
-	defer testEnv.Stop() //nolint:errcheck
+	defer testEnv.Stop() //nolint:errcheck // teardown after the tests: nothing to do about a failure
 	// The harness reads through a watch and polls the Lease every 50ms:
 	// client-go's default 5 QPS would throttle it.
 	restCfg.QPS, restCfg.Burst = 200, 400

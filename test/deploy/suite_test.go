@@ -97,7 +97,7 @@ func run(m *testing.M) int {
 		_ = testEnv.Stop() // a half-started control plane must not outlive the test
 		return 1
 	}
-	defer testEnv.Stop() //nolint:errcheck
+	defer testEnv.Stop() //nolint:errcheck // teardown after the tests: nothing to do about a failure
 	if k8sClient, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -117,7 +117,7 @@ func run(m *testing.M) int {
 		return 1
 	}
 	code := m.Run()
-	<-managerBuilt // no go build left running into a removed workDir
+	_ = <-managerBuilt // no go build left running into a removed workDir
 	return code
 }
 
@@ -140,10 +140,10 @@ func installPrerequisites() error {
 		return fmt.Errorf("config/default renders %d Namespace and CRD objects, want 2", len(docs))
 	}
 	if out, err := kubectlRun(bytes.Join(docs, []byte("---\n")), "apply", "-f", "-"); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	if out, err := kubectlRun(nil, "apply", "-f", filepath.Join("testdata", "cert-manager-crds.yaml")); err != nil {
-		return fmt.Errorf("%v: %s", err, out)
+		return fmt.Errorf("%w: %s", err, out)
 	}
 	var failure string
 	g := gomega.NewGomega(func(msg string, _ ...int) { failure = msg })
@@ -179,7 +179,7 @@ func render(dir string) ([]byte, error) {
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
 	if err != nil {
-		return nil, fmt.Errorf("kubectl kustomize %s: %v: %s", dir, err, stderr.String())
+		return nil, fmt.Errorf("kubectl kustomize %s: %w: %s", dir, err, stderr.String())
 	}
 	return out, nil
 }

@@ -76,7 +76,7 @@ func run(m *testing.M) int {
 		_ = testEnv.Stop() // a half-started control plane must not outlive the test
 		return 1
 	}
-	defer testEnv.Stop() //nolint:errcheck
+	defer testEnv.Stop() //nolint:errcheck // teardown after the tests: nothing to do about a failure
 	if k8sClient, err = client.New(restCfg, client.Options{Scheme: scheme}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
