@@ -13,7 +13,7 @@ import (
 	"testing"
 	"time"
 
-	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -58,27 +58,27 @@ func Dur(d time.Duration) *metav1.Duration { return &metav1.Duration{Duration: d
 // token.
 func (s *EnvSuite) CreateMonitor(t *testing.T, m *monitoringv1alpha1.PushMonitor) string {
 	t.Helper()
-	g := NewWithT(t)
-	g.Expect(s.Client.Create(context.Background(), m)).To(Succeed())
-	g.Eventually(func(g Gomega) {
+	g := gomega.NewWithT(t)
+	g.Expect(s.Client.Create(context.Background(), m)).To(gomega.Succeed())
+	g.Eventually(func(g gomega.Gomega) {
 		got := s.GetMonitor(g, m)
-		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)).To(BeTrue())
-	}).Should(Succeed())
+		g.Expect(meta.IsStatusConditionTrue(got.Status.Conditions, monitoringv1alpha1.ReadyCondition)).To(gomega.BeTrue())
+	}).Should(gomega.Succeed())
 	tok := s.TokenOf(t, m)
 	// Ready is read from the API; the push endpoint answers from the
 	// manager's cache, which may lag behind by a moment.
-	g.Eventually(func(g Gomega) {
+	g.Eventually(func(g gomega.Gomega) {
 		found, err := (&token.Index{Reader: s.Cache()}).Lookup(context.Background(), tok)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(found.UID).To(Equal(s.GetMonitor(g, m).UID))
-	}).Should(Succeed(), "the push endpoint knows the token")
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(found.UID).To(gomega.Equal(s.GetMonitor(g, m).UID))
+	}).Should(gomega.Succeed(), "the push endpoint knows the token")
 	return tok
 }
 
 // GetMonitor reads m from the API server.
-func (s *EnvSuite) GetMonitor(g Gomega, m *monitoringv1alpha1.PushMonitor) *monitoringv1alpha1.PushMonitor {
+func (s *EnvSuite) GetMonitor(g gomega.Gomega, m *monitoringv1alpha1.PushMonitor) *monitoringv1alpha1.PushMonitor {
 	var got monitoringv1alpha1.PushMonitor
-	g.Expect(s.Client.Get(context.Background(), client.ObjectKeyFromObject(m), &got)).To(Succeed())
+	g.Expect(s.Client.Get(context.Background(), client.ObjectKeyFromObject(m), &got)).To(gomega.Succeed())
 	return &got
 }
 
@@ -87,7 +87,7 @@ func (s *EnvSuite) TokenOf(t *testing.T, m *monitoringv1alpha1.PushMonitor) stri
 	t.Helper()
 	var sec corev1.Secret
 	key := client.ObjectKey{Namespace: m.Namespace, Name: m.DesiredSecretName()}
-	NewWithT(t).Expect(s.Client.Get(context.Background(), key, &sec)).To(Succeed())
+	gomega.NewWithT(t).Expect(s.Client.Get(context.Background(), key, &sec)).To(gomega.Succeed())
 	return string(sec.Data[token.SecretKeyToken])
 }
 
@@ -119,20 +119,20 @@ func (s *EnvSuite) MustPush(t *testing.T, tok, query string) {
 func (s *EnvSuite) ExpectState(t *testing.T, m *monitoringv1alpha1.PushMonitor, state monitoringv1alpha1.MonitorState, reason string, timeout time.Duration) *monitoringv1alpha1.PushMonitor {
 	t.Helper()
 	var got *monitoringv1alpha1.PushMonitor
-	NewWithT(t).Eventually(func(g Gomega) {
+	gomega.NewWithT(t).Eventually(func(g gomega.Gomega) {
 		got = s.GetMonitor(g, m)
-		g.Expect(got.Status.State).To(Equal(state))
+		g.Expect(got.Status.State).To(gomega.Equal(state))
 		c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
-		g.Expect(c).NotTo(BeNil())
-		g.Expect(c.Reason).To(Equal(reason))
-	}).WithTimeout(timeout).WithPolling(10 * time.Millisecond).Should(Succeed())
+		g.Expect(c).NotTo(gomega.BeNil())
+		g.Expect(c.Reason).To(gomega.Equal(reason))
+	}).WithTimeout(timeout).WithPolling(10 * time.Millisecond).Should(gomega.Succeed())
 	return got
 }
 
 // Events lists the events.k8s.io Events about m with reason.
-func (s *EnvSuite) Events(g Gomega, m *monitoringv1alpha1.PushMonitor, reason string) []eventsv1.Event {
+func (s *EnvSuite) Events(g gomega.Gomega, m *monitoringv1alpha1.PushMonitor, reason string) []eventsv1.Event {
 	var list eventsv1.EventList
-	g.Expect(s.Client.List(context.Background(), &list, client.InNamespace(m.Namespace))).To(Succeed())
+	g.Expect(s.Client.List(context.Background(), &list, client.InNamespace(m.Namespace))).To(gomega.Succeed())
 	var out []eventsv1.Event
 	for _, e := range list.Items {
 		if e.Regarding.Kind == "PushMonitor" && e.Regarding.Name == m.Name && e.Reason == reason {
@@ -168,15 +168,15 @@ const EventsHold = time.Second
 func (s *EnvSuite) ExpectEvents(t *testing.T, m *monitoringv1alpha1.PushMonitor, reason string, n int) []eventsv1.Event {
 	t.Helper()
 	var got []eventsv1.Event
-	g := NewWithT(t)
-	g.Eventually(func(g Gomega) {
+	g := gomega.NewWithT(t)
+	g.Eventually(func(g gomega.Gomega) {
 		got = s.Events(g, m, reason)
-		g.Expect(Occurrences(got)).To(Equal(n))
-	}).Should(Succeed(), "%d %s event(s)", n, reason)
-	g.Consistently(func(g Gomega) {
+		g.Expect(Occurrences(got)).To(gomega.Equal(n))
+	}).Should(gomega.Succeed(), "%d %s event(s)", n, reason)
+	g.Consistently(func(g gomega.Gomega) {
 		got = s.Events(g, m, reason)
-		g.Expect(Occurrences(got)).To(Equal(n))
-	}).WithTimeout(EventsHold).WithPolling(50*time.Millisecond).Should(Succeed(), "exactly %d %s event(s), no more", n, reason)
+		g.Expect(Occurrences(got)).To(gomega.Equal(n))
+	}).WithTimeout(EventsHold).WithPolling(50*time.Millisecond).Should(gomega.Succeed(), "exactly %d %s event(s), no more", n, reason)
 	return got
 }
 
@@ -226,16 +226,16 @@ func JSONString(v any) (string, error) {
 // nor in any event, nor in the manager's log.
 func (s *EnvSuite) AssertTokenNowhere(t *testing.T, tok string, m *monitoringv1alpha1.PushMonitor) {
 	t.Helper()
-	g := NewWithT(t)
-	g.Expect(tok).NotTo(BeEmpty())
+	g := gomega.NewWithT(t)
+	g.Expect(tok).NotTo(gomega.BeEmpty())
 	st, err := JSONString(m.Status)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(st).NotTo(ContainSubstring(tok))
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(st).NotTo(gomega.ContainSubstring(tok))
 	for _, reason := range []string{monitoringv1alpha1.TokenIssuedReason, monitoringv1alpha1.HeartbeatMissedReason, monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.RecoveredReason} {
 		for _, e := range s.Events(g, m, reason) {
-			g.Expect(e.Note).NotTo(ContainSubstring(tok))
+			g.Expect(e.Note).NotTo(gomega.ContainSubstring(tok))
 		}
 	}
-	g.Expect(s.Logs.String()).NotTo(ContainSubstring(tok), "token in the manager log")
-	g.Expect(s.Logs.String()).NotTo(ContainSubstring(token.Digest(tok)), "token digest in the manager log")
+	g.Expect(s.Logs.String()).NotTo(gomega.ContainSubstring(tok), "token in the manager log")
+	g.Expect(s.Logs.String()).NotTo(gomega.ContainSubstring(token.Digest(tok)), "token digest in the manager log")
 }
