@@ -7,6 +7,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -14,6 +15,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -28,6 +30,7 @@ import (
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
 	"github.com/pushmon/pushmon/internal/push"
+	"github.com/pushmon/pushmon/internal/relay"
 )
 
 // defaultPushBaseURL is the in-cluster address of the push Service.
@@ -86,6 +89,23 @@ func (o *managerOptions) tlsOpts() []func(*tls.Config) {
 	return []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 }
 
+// leaseNamespace is the namespace of the leader-election Lease, "" without
+// leader election: the flag, else the namespace of the pod's
+// ServiceAccount, as controller-runtime finds it.
+func (o *managerOptions) leaseNamespace() string {
+	if !o.leaderElect {
+		return ""
+	}
+	if o.leaderElectNamespace != "" {
+		return o.leaderElectNamespace
+	}
+	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+}
+
 func (o *managerOptions) metricsServer() metricsserver.Options {
 	opts := metricsserver.Options{BindAddress: o.metricsAddr, SecureServing: o.secureMetrics, TLSOpts: o.tlsOpts()}
 	if o.secureMetrics {
@@ -102,6 +122,9 @@ type pushOptions struct {
 	maxConnsPerAddr int
 	trustedProxies  string
 	heartbeatWindow time.Duration
+	noRelay         bool
+	relayAddr       string
+	relayAdvertise  string
 }
 
 func (o *pushOptions) BindFlags(fs *flag.FlagSet) {
@@ -120,6 +143,29 @@ func (o *pushOptions) BindFlags(fs *flag.FlagSet) {
 		"Header a trusted reverse proxy sets to the client's address (e.g. X-Forwarded-For); empty: the connection's peer is the client.")
 	fs.StringVar(&o.trustedProxies, "push-trusted-proxies", "",
 		"Comma-separated CIDRs (or addresses) of the proxies whose --push-client-ip-header is believed; required with that header.")
+	fs.BoolVar(&o.noRelay, "disable-heartbeat-relay", false,
+		"Write every heartbeat into status instead of handing those that only say 'alive' to the leader's memory (docs/design.md).")
+	fs.StringVar(&o.relayAddr, "relay-bind-address", ":8083", "Address of the endpoint that takes relayed heartbeats while this replica leads.")
+	fs.StringVar(&o.relayAdvertise, "relay-advertise-address", "",
+		"How other replicas reach this replica's --relay-bind-address (host:port); default $POD_IP with its port. Without it, this replica relays to the leader but never takes relayed heartbeats.")
+}
+
+// relayConfig is the heartbeat relay's configuration; lease names the
+// leader-election Lease's namespace ("" without leader election: then the
+// process leads alone and needs no relay between replicas).
+func (o *pushOptions) relayConfig(leaseNamespace string) operator.RelayConfig {
+	cfg := operator.RelayConfig{Disabled: o.noRelay, BindAddr: o.relayAddr, AdvertiseAddr: o.relayAdvertise}
+	if cfg.AdvertiseAddr == "" {
+		if ip := os.Getenv("POD_IP"); ip != "" {
+			if _, port, err := net.SplitHostPort(o.relayAddr); err == nil {
+				cfg.AdvertiseAddr = net.JoinHostPort(ip, port)
+			}
+		}
+	}
+	if leaseNamespace != "" {
+		cfg.Lease = types.NamespacedName{Namespace: leaseNamespace, Name: relay.DefaultLeaseName}
+	}
+	return cfg
 }
 
 // complete parses the trusted proxies and refuses values that would
@@ -134,12 +180,15 @@ func (o *pushOptions) complete() error {
 
 // reconcilerOptions configure the PushMonitor reconciler (leader only).
 type reconcilerOptions struct {
-	concurrency  int
-	tokenOverlap time.Duration
+	concurrency   int
+	tokenOverlap  time.Duration
+	statusRefresh time.Duration
 }
 
 func (o *reconcilerOptions) BindFlags(fs *flag.FlagSet) {
 	fs.IntVar(&o.concurrency, "max-concurrent-reconciles", 16, "PushMonitors reconciled in parallel.")
+	fs.DurationVar(&o.statusRefresh, "status-refresh", controllers.DefaultStatusRefresh,
+		"How stale a healthy monitor's status.lastHeartbeatTime may grow while the leader holds newer heartbeats in memory (one write per refresh instead of one per push).")
 	fs.DurationVar(&o.tokenOverlap, "token-rotation-overlap", controllers.DefaultTokenOverlap,
 		"After a token rotation (annotation monitoring.pushmon.dev/rotate-token), how long the previous token keeps working; 0 ends it at once.")
 }
@@ -147,6 +196,9 @@ func (o *reconcilerOptions) BindFlags(fs *flag.FlagSet) {
 func (o *reconcilerOptions) complete() error {
 	if o.tokenOverlap < 0 {
 		return errors.New("--token-rotation-overlap must be >= 0")
+	}
+	if o.statusRefresh <= 0 {
+		return errors.New("--status-refresh must be > 0")
 	}
 	return nil
 }
@@ -223,7 +275,8 @@ func run() error {
 	running, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushOpts.addr, PushBaseURL: pushOpts.baseURL, HeartbeatWindow: pushOpts.heartbeatWindow,
 		PushLimits: pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
-		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap,
+		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap, StatusRefresh: reconOpts.statusRefresh,
+		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),
 		Webhooks: webhooks,
 	})
 	if err != nil {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/controller"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/metrics"
 )
 
@@ -56,6 +57,12 @@ type PushMonitorReconciler struct {
 	// TokenOverlap is how long the previous token keeps working after a
 	// rotation (see secret.go); 0 ends it at once.
 	TokenOverlap time.Duration
+	// Live holds the heartbeats replicas relayed to this leader instead of
+	// writing them (live.go); nil: every heartbeat is in status.
+	Live *heartbeat.Live
+	// StatusRefresh bounds how stale a stored heartbeat grows while newer
+	// ones are held in Live; DefaultStatusRefresh when 0.
+	StatusRefresh time.Duration
 
 	// watchStarts holds, per monitor, when this process began watching it (or
 	// last saw it resumed): the anchor that keeps a restart or failover from
@@ -99,6 +106,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 		if apierrors.IsNotFound(err) {
 			r.watchStarts.Delete(req.NamespacedName)
 			r.counted.Delete(req.NamespacedName)
+			r.Live.Forget(req.NamespacedName)
 			metrics.ForgetMonitor(req.Namespace, req.Name)
 			return ctrl.Result{}, nil
 		}
@@ -135,7 +143,7 @@ func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request)
 			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
 			return
 		}
-		r.reportMetrics(orig, &m, out.health)
+		r.reportMetrics(orig, &m, &out)
 		r.emitEvents(orig, &m, &out, now)
 	}()
 	return r.reconcile(ctx, orig, &m, now, &out)
@@ -153,6 +161,10 @@ type outcome struct {
 	runsChanged bool
 	// readyWarning, when set, is a Ready problem newly seen.
 	readyWarning *readyWarning
+	// beat is the heartbeat held in memory that the evaluation counted,
+	// newer than stored status; liveDeadline the deadline that follows.
+	beat         *heartbeat.Beat
+	liveDeadline *metav1.MicroTime
 }
 
 type readyWarning struct{ reason, action, note string }
@@ -210,6 +222,15 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		h = health{State: monitoringv1alpha1.StatePending, Status: metav1.ConditionUnknown,
 			Reason: monitoringv1alpha1.AwaitingFirstHeartbeatReason, Message: "waiting for CronJob " + m.Spec.CronJobRef.Name}
 	default:
+		beat, held := r.heldBeat(m)
+		if held && r.mustStore(m, beat, now) {
+			// Its watch event brings the monitor back with the beat stored.
+			return result, r.storeBeat(ctx, m, beat)
+		}
+		if held {
+			eval = withBeat(eval, beat)
+			out.beat = &beat
+		}
 		h = evaluateFollowing(eval, follow, now, r.watchStart(orig, now))
 		if m.Spec.CronJobRef != nil {
 			h = r.explainCronJob(ctx, eval, follow, h, !sameHealth(orig, h))
@@ -218,6 +239,12 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 	r.applyHealth(m, h)
 	markFailureShown(orig, m, h)
 	out.health = &h
+	if b := out.beat; b != nil {
+		out.liveDeadline = m.Status.Deadline
+		if refreshIn := r.keepInMemory(orig, m, *b, !sameHealth(orig, h), now); refreshIn > 0 && (h.RecheckAfter == 0 || refreshIn < h.RecheckAfter) {
+			h.RecheckAfter = refreshIn
+		}
+	}
 	if secretErr != nil {
 		return ctrl.Result{}, secretErr
 	}
@@ -409,8 +436,20 @@ func (r *PushMonitorReconciler) emitEvents(orig, m *monitoringv1alpha1.PushMonit
 // reportMetrics publishes the stored status as gauges and counts a
 // transition (a change of state or Healthy reason, as for events). Only the
 // leader reconciles, so only the leader reports monitors.
-func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, h *health) {
-	metrics.SetMonitor(m.Namespace, m.Name, &m.Status)
+func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMonitor, out *outcome) {
+	h := out.health
+	shown := &m.Status
+	if b := out.beat; b != nil {
+		// The metrics show the newest heartbeat, also while status waits
+		// for its refresh.
+		shown = m.Status.DeepCopy()
+		t := metav1.NewMicroTime(b.Time)
+		shown.LastHeartbeatTime, shown.LastValue, shown.Deadline = &t, b.Value, out.liveDeadline
+	}
+	metrics.SetMonitor(m.Namespace, m.Name, shown)
+	if r.Live != nil {
+		metrics.SetLiveMonitors(r.Live.Len())
+	}
 	if h == nil || sameHealth(orig, *h) {
 		return
 	}
@@ -449,7 +488,15 @@ func (r *PushMonitorReconciler) now() time.Time {
 // this replica can no longer keep current.
 func (r *PushMonitorReconciler) Lead(ctx context.Context) error {
 	r.leaderSince.Store(r.now().UnixNano())
+	if r.Live != nil {
+		r.Live.Lead(true)
+	}
 	<-ctx.Done()
+	if r.Live != nil {
+		// Beats held in this term are not written: the next leader anchors
+		// every monitor at its own start (the restart rule).
+		r.Live.Lead(false)
+	}
 	metrics.ForgetMonitors()
 	return nil
 }

@@ -32,6 +32,8 @@ const (
 	MonitorLastValueName     = "pushmon_monitor_last_value"
 	MonitorTransitionsName   = "pushmon_transitions_total"
 	PushConnsRefusedName     = "pushmon_push_connections_refused_total"
+	RelayedName              = "pushmon_heartbeats_relayed_total"
+	LiveMonitorsName         = "pushmon_live_heartbeats"
 )
 
 // States are the values of pushmon_monitor_state's state label; each monitor
@@ -85,6 +87,14 @@ var (
 		Name: PushConnsRefusedName,
 		Help: "Connections to the push endpoint closed at once by this replica because their client address already held --push-max-connections-per-address.",
 	})
+	relayed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: RelayedName,
+		Help: "Heartbeats this replica offered to the leader's memory instead of writing them, by whether the leader took them (held) or they were recorded through the API instead (fallback).",
+	}, []string{"result"})
+	liveMonitors = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: LiveMonitorsName,
+		Help: "Monitors whose newest heartbeat the leader holds in memory, newer than status shows. 0 on replicas that do not lead.",
+	})
 	monitorTransitions = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: MonitorTransitionsName,
 		Help: "Transitions of the PushMonitor's state and Healthy reason made by this leader, by the state entered (to) and its reason.",
@@ -97,6 +107,8 @@ var (
 	// Labelled as the push query spells them (status=up|down).
 	heartbeatsUp   = heartbeats.WithLabelValues("up")
 	heartbeatsDown = heartbeats.WithLabelValues("down")
+	relayedHeld    = relayed.WithLabelValues("held")
+	relayedBack    = relayed.WithLabelValues("fallback")
 )
 
 func init() {
@@ -105,7 +117,7 @@ func init() {
 	for _, code := range []int{200, 400, 404, 405, 413, 415, 429, 503} {
 		pushRequests.WithLabelValues(strconv.Itoa(code))
 	}
-	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats,
+	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats, relayed, liveMonitors,
 		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions)
 }
 
@@ -114,6 +126,16 @@ func init() {
 func InstrumentPush(h http.Handler) http.Handler {
 	return promhttp.InstrumentHandlerDuration(pushDuration, promhttp.InstrumentHandlerCounter(pushRequests, h))
 }
+
+// CountRelayed counts beats offered to the leader: held by it, or recorded
+// through the API instead.
+func CountRelayed(held, fallback int) {
+	relayedHeld.Add(float64(held))
+	relayedBack.Add(float64(fallback))
+}
+
+// SetLiveMonitors reports how many monitors the leader holds a beat for.
+func SetLiveMonitors(n int) { liveMonitors.Set(float64(n)) }
 
 // CountConnRefused counts one connection closed over the per-address cap.
 func CountConnRefused() { pushConnsRefused.Inc() }

@@ -11,6 +11,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -23,6 +24,7 @@ import (
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/push"
+	"github.com/pushmon/pushmon/internal/relay"
 	"github.com/pushmon/pushmon/internal/token"
 	"github.com/pushmon/pushmon/internal/validation"
 )
@@ -50,10 +52,30 @@ type Config struct {
 	// PushMaxConnsPerAddr caps concurrent connections from one client
 	// address (trusted proxies exempt); 0: none.
 	PushMaxConnsPerAddr int
+	// StatusRefresh bounds how stale a healthy monitor's stored heartbeat
+	// grows while the leader holds newer ones; 0: controllers' default.
+	StatusRefresh time.Duration
+	// Relay configures how replicas hand heartbeats to the leader's memory.
+	Relay RelayConfig
 	// Webhooks registers the webhooks on the manager's webhook server (which
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
 	Webhooks bool
+}
+
+// RelayConfig configures the heartbeat relay (internal/relay).
+type RelayConfig struct {
+	// Disabled writes every heartbeat into status, as before the relay.
+	Disabled bool
+	// Lease is the Lease the leader publishes its relay address in; with
+	// no name, heartbeats are relayed only within the leading process (one
+	// replica, or no leader election).
+	Lease types.NamespacedName
+	// BindAddr is the relay endpoint's listen address (e.g. ":8083").
+	BindAddr string
+	// AdvertiseAddr is how other replicas reach this one's relay endpoint
+	// (host:port); without it this process never publishes itself.
+	AdvertiseAddr string
 }
 
 // CacheOptions restricts the manager's Secret cache to the Secrets pushmon
@@ -121,6 +143,10 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 		Clock:                   cfg.Clock,
 		MaxConcurrentReconciles: cfg.Concurrency,
 		TokenOverlap:            cfg.TokenOverlap,
+		StatusRefresh:           cfg.StatusRefresh,
+	}
+	if !cfg.Relay.Disabled {
+		r.Live = heartbeat.NewLive()
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
@@ -140,10 +166,16 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	if err := mgr.Add(coalescer); err != nil {
 		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
 	}
-	srv := push.New(push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns, MaxConnsPerAddr: cfg.PushMaxConnsPerAddr},
-		&token.Index{Reader: mgr.GetCache()},
-		coalescer,
-		mgr.GetLogger().WithName("push"))
+	index := &token.Index{Reader: mgr.GetCache()}
+	pushOpts := push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns, MaxConnsPerAddr: cfg.PushMaxConnsPerAddr}
+	if r.Live != nil {
+		fwd, err := setupRelay(mgr, cfg.Relay, r.Live, index)
+		if err != nil {
+			return nil, err
+		}
+		pushOpts.Relay = fwd
+	}
+	srv := push.New(pushOpts, index, coalescer, mgr.GetLogger().WithName("push"))
 	if err := mgr.Add(srv); err != nil {
 		return nil, fmt.Errorf("adding the push endpoint: %w", err)
 	}
@@ -165,4 +197,30 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 		}
 	}
 	return &Running{Server: srv, coalescer: coalescer}, nil
+}
+
+// setupRelay adds what hands relayable heartbeats to the leader's memory: the
+// forwarder (every replica) and, with a Lease, the resolver of the leader's
+// address (every replica), the relay endpoint (every replica; it takes beats
+// only while leading) and the publisher of this process's address (leader).
+func setupRelay(mgr ctrl.Manager, cfg RelayConfig, live *heartbeat.Live, index *token.Index) (*relay.Forwarder, error) {
+	log := mgr.GetLogger().WithName("relay")
+	fwd := &relay.Forwarder{Live: live, Log: log}
+	if cfg.Lease.Name != "" {
+		resolver := &relay.Resolver{Reader: mgr.GetAPIReader(), Lease: cfg.Lease, Self: cfg.AdvertiseAddr}
+		fwd.Leader = resolver.Leader
+		runnables := []manager.Runnable{resolver, &relay.Server{Addr: cfg.BindAddr, Live: live, Monitors: index, Log: log}}
+		if cfg.AdvertiseAddr != "" {
+			runnables = append(runnables, &relay.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Lease: cfg.Lease, Address: cfg.AdvertiseAddr, Log: log})
+		}
+		for _, run := range runnables {
+			if err := mgr.Add(run); err != nil {
+				return nil, fmt.Errorf("adding the heartbeat relay: %w", err)
+			}
+		}
+	}
+	if err := mgr.Add(fwd); err != nil {
+		return nil, fmt.Errorf("adding the heartbeat relay: %w", err)
+	}
+	return fwd, nil
 }

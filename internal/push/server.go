@@ -67,6 +67,13 @@ type Recorder interface {
 	Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb heartbeat.Heartbeat) error
 }
 
+// Relayer hands a heartbeat that changes nothing in status but its time
+// (heartbeat.Relayable) to the leader, which holds it in memory; false: it
+// was not taken and is recorded through the Recorder.
+type Relayer interface {
+	Relay(ctx context.Context, tok string, m *monitoringv1alpha1.PushMonitor, hb heartbeat.Heartbeat) bool
+}
+
 // Options configure a Server.
 type Options struct {
 	// Addr is the listen address, e.g. ":8082".
@@ -86,6 +93,8 @@ type Options struct {
 	// MaxConns; over it a connection is closed at once. Peers in
 	// Limits.TrustedProxies are exempt (they carry many clients). 0: no cap.
 	MaxConnsPerAddr int
+	// Relay, when set, takes relayable heartbeats before the Recorder.
+	Relay Relayer
 }
 
 // Server is the push endpoint. It implements manager.Runnable and
@@ -288,6 +297,10 @@ func (s *Server) deliver(r *http.Request, hb heartbeat.Heartbeat) (outcome, []st
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), recordTimeout)
 	defer cancel()
+	if s.opts.Relay != nil && heartbeat.Relayable(m, hb) && s.opts.Relay.Relay(ctx, r.PathValue("token"), m, hb) {
+		metrics.CountHeartbeat(hb.Status)
+		return outcomeRecorded, nil
+	}
 	if err := s.recorder.Record(ctx, m, hb); err != nil {
 		if apierrors.IsNotFound(err) || errors.Is(err, heartbeat.ErrMonitorReplaced) {
 			// Deleted since the lookup: the same answer as any unknown token.

@@ -1,0 +1,99 @@
+package integration
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/metrics"
+)
+
+// countWrites counts the writes of the monitors in ns from now on.
+func countWrites(t *testing.T, ns string) *atomic.Int64 {
+	t.Helper()
+	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(context.Background(), &monitoringv1alpha1.PushMonitorList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	var writes atomic.Int64
+	go func() {
+		for ev := range w.ResultChan() {
+			if ev.Type == watch.Modified {
+				writes.Add(1)
+			}
+		}
+	}()
+	return &writes
+}
+
+// TestAliveHeartbeatsCostNoWrites: pushes that repeat what status says (an
+// up push with the stored message) are held by the leader in memory: no
+// status write for them, yet they keep the monitor Up far past timeout +
+// grace of the stored heartbeat; when they stop, the monitor goes Down one
+// timeout + grace after the last of them, and that Down stores the last one.
+func TestAliveHeartbeatsCostNoWrites(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	// timeout 2s + grace 1s; the client pushes every 200ms for 5s.
+	m := monitor(ns, "steady", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(time.Second)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "msg=ok")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
+	first := getMonitor(g, m).Status.LastHeartbeatTime.Time
+	g.Eventually(func(g Gomega) { // the reconciler's write for the first push is in
+		g.Expect(getMonitor(g, m).Status.Deadline.Time).To(Equal(first.Add(3 * time.Second)))
+	}).Should(Succeed())
+
+	mfs, _ := scrape(g)
+	held := value(mfs, metrics.RelayedName, map[string]string{"result": "held"})
+	writes := countWrites(t, ns)
+	var lastPush time.Time
+	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(200 * time.Millisecond) {
+		mustPush(t, tok, "msg=ok")
+		lastPush = time.Now()
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp), "Up on the held heartbeats")
+	}
+	g.Expect(writes.Load()).To(BeZero(), "no status write for heartbeats that only say alive")
+	mfs, _ = scrape(g)
+	g.Expect(value(mfs, metrics.RelayedName, map[string]string{"result": "held"}) - held).To(BeNumerically(">=", 20))
+	// The metrics show the newest heartbeat, though status does not yet.
+	g.Eventually(func(g Gomega) {
+		mfs, _ := scrape(g)
+		last := value(mfs, metrics.MonitorLastHeartbeatName, map[string]string{"namespace": ns, "name": m.Name})
+		g.Expect(last).To(BeNumerically(">", float64(first.Add(4*time.Second).UnixMicro())/1e6))
+	}).Should(Succeed())
+
+	got := expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
+	g.Expect(got.Status.LastHeartbeatTime.Time).To(BeTemporally("~", lastPush, 300*time.Millisecond), "the Down stores the newest heartbeat")
+	g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.LastHeartbeatTime.Add(3 * time.Second)))
+	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
+}
+
+// TestHeartbeatThatSaysMoreIsWritten: a push with a new message is written
+// as before (coalesced), not held: status shows what the client said.
+func TestHeartbeatThatSaysMoreIsWritten(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "talkative", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Minute)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "msg=ok")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 5*time.Second)
+	mustPush(t, tok, "msg=ok")
+	mustPush(t, tok, "msg=backup+42GB+done&value=42")
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.LastMessage).To(Equal("backup 42GB done"))
+		g.Expect(got.Status.LastValue).To(Equal("42"))
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+}
