@@ -107,15 +107,15 @@ func (l *Live) Len() int {
 
 // Relayable reports whether hb, a push to m, may be held as a Beat instead of
 // written: an up heartbeat with no run signal, repeating the message status
-// stores, to a plain interval monitor that status shows Up after an up
-// report with no failure left to show. Everything else changes what status
-// says, and is written (coalesced as before).
+// stores, to a plain interval monitor that counts no runs (Counted) and that
+// status shows Up after an up report with no failure left to show.
+// Everything else changes what status says, and is written (coalesced as
+// before).
 func Relayable(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
 	st := &m.Status
-	return hb.Kind == KindHeartbeat && hb.ExitCode == nil && hb.RunID == "" &&
-		hb.Status == monitoringv1alpha1.ReportedUp &&
+	return !Counted(m, hb) && hb.RunID == "" && hb.Status == monitoringv1alpha1.ReportedUp &&
 		!m.Spec.Suspend && m.Spec.Schedule == "" && m.Spec.CronJobRef == nil &&
 		st.State == monitoringv1alpha1.StateUp && st.LastHeartbeatTime != nil &&
 		st.LastReportedStatus == monitoringv1alpha1.ReportedUp && hb.Message == st.LastMessage &&
-		len(st.OpenRuns) == 0 && (st.LastFailure == nil || st.LastFailure.Shown)
+		(st.LastFailure == nil || st.LastFailure.Shown)
 }

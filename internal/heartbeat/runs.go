@@ -1,19 +1,10 @@
 package heartbeat
 
 import (
-	"context"
-	"fmt"
-
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
-
-// maxCountedAttempts bounds the retries of a counted write whose monitor
-// changed under it.
-const maxCountedAttempts = 5
 
 // maxCount caps consecutiveFailures and consecutiveSuccesses.
 const maxCount = 1 << 20
@@ -28,27 +19,6 @@ func Counted(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
 	return hb.Kind != KindHeartbeat || hb.ExitCode != nil ||
 		m.Spec.FailureThreshold > 1 || m.Spec.RecoveryThreshold > 1 ||
 		m.Spec.MaxRunDuration != nil || len(m.Status.OpenRuns) > 0
-}
-
-// recordCounted applies hb to the monitor's status as read and writes it
-// with optimistic locking, re-reading from the API and retrying when
-// another write came first, so that no signal is lost or counted twice.
-func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
-	cur := m
-	for attempt := 1; ; attempt++ {
-		next := cur.DeepCopy()
-		Apply(&next.Status, hb)
-		err := w.Client.Status().Patch(ctx, next, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{}))
-		if err == nil {
-			return nil
-		}
-		if !apierrors.IsConflict(err) || attempt == maxCountedAttempts {
-			return fmt.Errorf("writing run signal of %s/%s: %w", m.Namespace, m.Name, err)
-		}
-		if cur, err = w.reread(ctx, m); err != nil {
-			return err
-		}
-	}
 }
 
 // Apply records hb in status: what a push says about the last heartbeat,

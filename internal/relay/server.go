@@ -56,10 +56,8 @@ func (s *Server) Start(ctx context.Context) error {
 	s.mu.Lock()
 	s.listener = ln.Addr()
 	s.mu.Unlock()
-	mux := http.NewServeMux()
-	mux.HandleFunc("POST "+Path, s.serveBeats)
 	srv := &http.Server{
-		Handler:           mux,
+		Handler:           s.Handler(),
 		ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout:       10 * time.Second,
 		WriteTimeout:      10 * time.Second,
@@ -79,6 +77,13 @@ func (s *Server) Start(ctx context.Context) error {
 		}
 		return nil
 	}
+}
+
+// Handler serves the relay endpoint.
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+Path, s.serveBeats)
+	return mux
 }
 
 // serveBeats takes a batch: each beat whose token leads to a monitor that

@@ -43,9 +43,14 @@ func (c class) String() string { return [...]string{"steady", "flapper", "stoppe
 
 // monitor is one PushMonitor and its client.
 type monitor struct {
-	idx    int
-	name   string
-	class  class
+	idx   int
+	name  string
+	class class
+	// quiet clients push up with the same message every time, as most
+	// clients do (msg=OK): their pushes only say alive, so the leader holds
+	// them in memory instead of having them written (the relay), and status
+	// shows the last heartbeat only as of the last refresh.
+	quiet  bool
 	token  string
 	stopAt atomic.Int64 // stopper: unix nanos after which it pushes no more (0: not yet known)
 	// pushes is written by the client goroutine only, and read after it
@@ -75,6 +80,9 @@ func msgOf(name string, seq int, down bool, episode int) string {
 	}
 	return fmt.Sprintf("%s.%06d.up", name, seq)
 }
+
+// quietMsg is what quiet clients send every time.
+const quietMsg = "OK"
 
 // parseMsg returns the monitor name, sequence number and episode of a
 // message msgOf made; ok false for anything else.
@@ -109,6 +117,9 @@ func createMonitors(ctx context.Context, ns string, n int) ([]*monitor, error) {
 		case i%5 == 2 && nFlap > 0:
 			m.class, nFlap = flapper, nFlap-1
 		}
+		// A quarter of the steady clients and half of the stoppers push
+		// quietly.
+		m.quiet = m.class == steady && i%4 == 1 || m.class == stopper && i%20 == 19
 		mons[i] = m
 		pm := &monitoringv1alpha1.PushMonitor{
 			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: m.name},
@@ -212,6 +223,9 @@ func (m *monitor) run(ctx context.Context, hc *http.Client, c *cluster) {
 			ep = episode
 		}
 		rec := pushRec{seq: seq, msg: msgOf(m.name, seq, down, ep), down: down, episode: ep, sent: time.Now(), code: -1}
+		if m.quiet {
+			rec.msg = quietMsg
+		}
 		if live := c.live(); len(live) > 0 {
 			r := live[rr%len(live)]
 			rr++

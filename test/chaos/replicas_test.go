@@ -218,6 +218,10 @@ func startManager(name string) (*process, error) {
 	if err != nil {
 		return nil, err
 	}
+	relayAddr, err := freeAddr()
+	if err != nil {
+		return nil, err
+	}
 	f, err := os.Create(filepath.Join(workDir, "logs", name+".log"))
 	if err != nil {
 		return nil, err
@@ -230,6 +234,7 @@ func startManager(name string) (*process, error) {
 		"--leader-elect-renew-deadline="+renewDeadline.String(),
 		"--leader-elect-retry-period="+retryPeriod.String(),
 		"--push-bind-address="+addr, "--push-base-url=http://"+addr,
+		"--relay-bind-address="+relayAddr, "--relay-advertise-address="+relayAddr,
 		"--health-probe-bind-address=0", "--metrics-bind-address=0",
 	)
 	p.cmd.Env = append(os.Environ(), "ENABLE_WEBHOOKS=false")

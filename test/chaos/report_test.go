@@ -57,7 +57,7 @@ type runData struct {
 
 // result is the table's figures and, per row, a few examples of what went wrong.
 type result struct {
-	steadyN, flapN, stopN               int
+	steadyN, flapN, stopN, quietN       int
 	falseDowns, missedDowns             int
 	downOK, downRequired, notReflected  int
 	stale, duplicates, backwards        int
@@ -185,6 +185,9 @@ func analyze(d *runData) *result {
 		for _, p := range m.pushes {
 			r.pushes++
 			r.codes[p.code]++
+		}
+		if m.quiet {
+			r.quietN++
 		}
 		switch m.class {
 		case steady:
@@ -397,7 +400,7 @@ func analyze(d *runData) *result {
 				newest = p
 			}
 		}
-		if newest.seq >= 0 {
+		if newest.seq >= 0 && !m.quiet { // a quiet client's heartbeats are alike; the refresh bounds how old the stored one is
 			st := d.final[m.name]
 			if seqOf(m.name, st.LastMessage) < newest.seq {
 				r.stale++
@@ -606,8 +609,8 @@ func (r *result) print(w io.Writer, d *runData) {
 			leaderKills++
 		}
 	}
-	fmt.Fprintf(w, "\nchaos run: %d monitors (%d steady, %d flapping, %d stopping; timeout %s, grace %s, a push every %s), %s, a SIGKILL every %s (%d: %d leaders, %d standbys), %d manager starts\n\n",
-		len(d.mons), r.steadyN, r.flapN, r.stopN, monTimeout, monGrace, pushPeriod, d.duration, d.killEvery, len(d.kills), leaderKills, len(d.kills)-leaderKills, d.starts)
+	fmt.Fprintf(w, "\nchaos run: %d monitors (%d steady, %d flapping, %d stopping; %d of them quiet, pushing %q every time; timeout %s, grace %s, a push every %s), %s, a SIGKILL every %s (%d: %d leaders, %d standbys), %d manager starts\n\n",
+		len(d.mons), r.steadyN, r.flapN, r.stopN, r.quietN, quietMsg, monTimeout, monGrace, pushPeriod, d.duration, d.killEvery, len(d.kills), leaderKills, len(d.kills)-leaderKills, d.starts)
 	fmt.Fprintf(w, "| measure | figure | target | |\n|---|---|---|---|\n")
 	fmt.Fprintf(w, "| false Downs (monitors pushed all along that showed Down) | %d of %d | 0 | %s |\n", r.falseDowns, r.steadyN+r.flapN, mark(r.falseDowns == 0))
 	fmt.Fprintf(w, "| missed Downs (stopped monitors not Down by timeout+grace+%s) | %d of %d | 0 | %s |\n", missedDownBound, r.missedDowns, r.stopN, mark(r.missedDowns == 0))

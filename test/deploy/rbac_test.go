@@ -53,6 +53,7 @@ func TestManagerRunsUnderItsRBAC(t *testing.T) {
 		"--kubeconfig="+saKubeconfig(t),
 		"--leader-elect", "--leader-elect-namespace="+namespace,
 		"--push-bind-address="+pushAddr, "--push-base-url=http://"+pushAddr,
+		"--relay-bind-address=127.0.0.1:0",
 		"--health-probe-bind-address="+probeAddr, "--metrics-bind-address=0",
 		"--webhook-cert-path="+noCerts,
 	)

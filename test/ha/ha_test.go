@@ -12,6 +12,7 @@ import (
 	"time"
 
 	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	coordinationv1 "k8s.io/api/coordination/v1"
@@ -345,9 +346,8 @@ func TestAPIServerUnreachable(t *testing.T) {
 	g.Expect(get(g, direct).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 }
 
-// leaderGauge scrapes r's leader_election_master_status for pushmon's
-// Lease.
-func leaderGauge(g Gomega, r *replica) float64 {
+// scrapeReplica reads r's metrics.
+func scrapeReplica(g Gomega, r *replica) map[string]*dto.MetricFamily {
 	resp, err := http.Get("http://" + r.metricsAddr + "/metrics")
 	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
@@ -355,7 +355,13 @@ func leaderGauge(g Gomega, r *replica) float64 {
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	mfs, err := parser.TextToMetricFamilies(resp.Body)
 	g.Expect(err).NotTo(HaveOccurred())
-	for _, m := range mfs["leader_election_master_status"].GetMetric() {
+	return mfs
+}
+
+// leaderGauge scrapes r's leader_election_master_status for pushmon's
+// Lease.
+func leaderGauge(g Gomega, r *replica) float64 {
+	for _, m := range scrapeReplica(g, r)["leader_election_master_status"].GetMetric() {
 		for _, l := range m.GetLabel() {
 			if l.GetName() == "name" && l.GetValue() == leaseName {
 				return m.GetGauge().GetValue()

@@ -103,13 +103,14 @@ type replica struct {
 func startReplica(t *testing.T, name, apiServer string, extra ...string) *replica {
 	t.Helper()
 	kc := writeKubeconfig(t, name, apiServer)
-	addr, metricsAddr := freeAddr(t), freeAddr(t)
+	addr, metricsAddr, relayAddr := freeAddr(t), freeAddr(t), freeAddr(t)
 	r := &replica{name: name, pushAddr: addr, metricsAddr: metricsAddr, out: &testutil.SyncBuffer{}, exited: make(chan struct{})}
 	args := append([]string{
 		"--kubeconfig=" + kc,
 		"--leader-elect", "--leader-elect-namespace=default",
 		"--leader-elect-lease-duration=2s", "--leader-elect-renew-deadline=1500ms", "--leader-elect-retry-period=250ms",
 		"--push-bind-address=" + addr, "--push-base-url=http://" + addr,
+		"--relay-bind-address=" + relayAddr, "--relay-advertise-address=" + relayAddr,
 		"--health-probe-bind-address=0", "--metrics-bind-address=" + metricsAddr, "--metrics-secure=false",
 		"--zap-log-level=debug",
 	}, extra...)
