@@ -271,6 +271,12 @@ func (b *buckets) take(key string, now time.Time) (time.Duration, bool) {
 		e = &bucket{lim: rate.NewLimiter(b.rate, b.burst)}
 		b.m[key] = e
 	}
+	// Callers read the clock before the lock, so times arrive out of order
+	// under concurrency; x/time/rate would count the time between an
+	// earlier stamp and the last one twice. A bucket's time only moves on.
+	if now.Before(e.last) {
+		now = e.last
+	}
 	e.last = now
 	res := e.lim.ReserveN(now, 1)
 	if wait := res.DelayFrom(now); wait > 0 {

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -383,4 +384,48 @@ func TestOversizedHeaders(t *testing.T) {
 	resp.Body.Close()
 	g.Expect(resp.StatusCode).To(Equal(http.StatusRequestHeaderFieldsTooLarge))
 	g.Expect(rec.Calls()).To(BeEmpty())
+}
+
+// TestBucketTimesOutOfOrder: requests read the clock before they take the
+// bucket's lock, so a bucket sees their times out of order under
+// concurrency. A request stamped earlier than the last one must not make the
+// bucket count the time in between twice (before the fix a second request
+// at the same instant passed a bucket of burst 1; with 32 goroutines on one
+// token, 37 requests passed in 2 s where the limit allows 4).
+func TestBucketTimesOutOfOrder(t *testing.T) {
+	g := NewWithT(t)
+	b := newBuckets(1, 1, 10)
+	t0 := time.Date(2026, 12, 1, 0, 0, 0, 0, time.UTC)
+	_, ok := b.take("k", t0.Add(10*time.Second))
+	g.Expect(ok).To(BeTrue())
+	_, ok = b.take("k", t0.Add(5*time.Second)) // read the clock before the one above
+	g.Expect(ok).To(BeFalse())
+	_, ok = b.take("k", t0.Add(10*time.Second))
+	g.Expect(ok).To(BeFalse(), "one request per second, burst 1: the second at 10s is refused")
+	_, ok = b.take("k", t0.Add(11*time.Second))
+	g.Expect(ok).To(BeTrue())
+}
+
+// TestBucketUnderConcurrency: many goroutines on one token get no more than
+// the rate allows, on the real clock.
+func TestBucketUnderConcurrency(t *testing.T) {
+	g := NewWithT(t)
+	b := newBuckets(2, 2, 10)
+	start := time.Now()
+	var passed atomic.Int64
+	var wg sync.WaitGroup
+	for range 32 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Since(start) < time.Second {
+				if _, ok := b.take("k", time.Now()); ok {
+					passed.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	// burst 2 + 2/s over (at most) the second and a little the loop ran.
+	g.Expect(passed.Load()).To(BeNumerically("<=", 2+2*time.Since(start).Seconds()+1))
 }
