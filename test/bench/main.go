@@ -36,7 +36,7 @@ import (
 var (
 	bareMode    = flag.String("bare", "", "internal: serve the bare handler on this address")
 	managerBin  = flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build writes bin/manager)")
-	replicas    = flag.Int("replicas", 2, "manager replicas (with --leader-elect) behind the balancer; the default install runs 2. The bare handler runs as as many processes")
+	replicas    = flag.Int("replicas", 2, "manager replicas (with --leader-elect) behind the balancer; the default install runs 2. The bare handler runs as the same number of processes")
 	rMonitors   = flag.Int("realistic-monitors", 1000, "monitors of the realistic mode, each pushed once per -realistic-interval (0 skips the mode)")
 	rInterval   = flag.Duration("realistic-interval", 10*time.Second, "spec.interval and spec.timeout of the realistic monitors (gracePeriod: half of it), and how often each is pushed; also the unmeasured warm-up")
 	rDuration   = flag.Duration("realistic-duration", 60*time.Second, "measured steady state of the realistic mode, after one interval of warm-up")
