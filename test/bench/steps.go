@@ -1,0 +1,288 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"maps"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/apimachinery/pkg/watch"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/token"
+)
+
+// createNamespaceOfMonitors creates a namespace with n monitors of spec.
+func createNamespaceOfMonitors(ctx context.Context, c client.Client, prefix string, n int, spec monitoringv1alpha1.PushMonitorSpec) (*corev1.Namespace, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return nil, err
+	}
+	return ns, parallel(n, 32, func(i int) error {
+		m := &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("m%05d", i)}, Spec: spec}
+		return c.Create(ctx, m)
+	})
+}
+
+// createMonitors creates n monitors of spec in a new namespace and returns
+// the namespace and the monitors' tokens (in the order of their names)
+// once every one is Ready.
+func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n int, spec monitoringv1alpha1.PushMonitorSpec) (string, []string, error) {
+	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n, spec)
+	if err != nil {
+		return "", nil, err
+	}
+	ready := func(m *monitoringv1alpha1.PushMonitor) bool {
+		return meta.IsStatusConditionTrue(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
+	}
+	if err := waitMonitors(ctx, c, n, 10*time.Minute, ready, client.InNamespace(ns.Name)); err != nil {
+		return "", nil, err
+	}
+	var secrets corev1.SecretList
+	if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
+		return "", nil, err
+	}
+	var toks []string
+	for _, s := range secrets.Items {
+		toks = append(toks, string(s.Data[token.SecretKeyToken]))
+	}
+	return ns.Name, toks, nil
+}
+
+// waitMonitors waits until n monitors selected by opts are done. It
+// watches them rather than listing them again and again: listing thousands
+// of monitors every few hundred milliseconds would load the API server
+// being measured. A watch from no resourceVersion starts with the current
+// state of every monitor (as ADDED events), then follows their writes; the
+// API server may end a watch (under load it does), and the wait then
+// watches again the same way.
+func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.Duration, done func(*monitoringv1alpha1.PushMonitor) bool, opts ...client.ListOption) error {
+	seen := map[types.UID]bool{}
+	giveUp := time.After(timeout)
+	for {
+		var list monitoringv1alpha1.PushMonitorList
+		w, err := c.Watch(ctx, &list, opts...)
+		if err != nil {
+			return err
+		}
+		ended := false
+		for !ended && len(seen) < n {
+			select {
+			case ev, ok := <-w.ResultChan():
+				if !ok || ev.Type == watch.Error {
+					if st, isStatus := ev.Object.(*metav1.Status); isStatus {
+						fmt.Fprintf(os.Stderr, "  (watch error: %s)\n", st.Message)
+					}
+					ended = true
+					continue
+				}
+				if m, isMonitor := ev.Object.(*monitoringv1alpha1.PushMonitor); isMonitor && done(m) {
+					seen[m.UID] = true
+				}
+			case <-giveUp:
+				w.Stop()
+				return fmt.Errorf("only %d of %d monitors done after %v", len(seen), n, timeout)
+			}
+		}
+		w.Stop()
+		if len(seen) >= n {
+			return nil
+		}
+		fmt.Fprintf(os.Stderr, "  (the API server ended the watch with %d of %d monitors done; watching again)\n", len(seen), n)
+	}
+}
+
+func parallel(n, workers int, f func(i int) error) error {
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var firstErr atomic.Value
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= n {
+					return
+				}
+				if err := f(i); err != nil {
+					firstErr.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err, ok := firstErr.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// expiry creates n monitors (grace 0s), pushes each once (monitor i from
+// client i's address, through pushAddr), stops, and
+// returns for each how long after its deadline the API showed it Down.
+func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n int, timeout time.Duration) ([]time.Duration, error) {
+	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n,
+		monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: timeout}, GracePeriod: &metav1.Duration{}})
+	if err != nil {
+		return nil, err
+	}
+	var toks []string
+	for len(toks) < n {
+		var secrets corev1.SecretList
+		if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
+			return nil, err
+		}
+		toks = toks[:0]
+		for _, s := range secrets.Items {
+			toks = append(toks, string(s.Data[token.SecretKeyToken]))
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if err := parallel(n, 32, func(i int) error {
+		code, err := pushOnce(pushAddr, toks[i], i)
+		if err == nil && code != http.StatusOK {
+			err = fmt.Errorf("push answered %d", code)
+		}
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	// Watched from after the pushes (the watch starts with each monitor's
+	// state): a watch opened before them fills with their heartbeat writes
+	// while nobody reads it, and the API server ends it.
+	var list monitoringv1alpha1.PushMonitorList
+	w, err := c.Watch(ctx, &list, client.InNamespace(ns.Name))
+	if err != nil {
+		return nil, err
+	}
+	defer func() { w.Stop() }()
+	delays := map[types.UID]time.Duration{}
+	giveUp := time.After(timeout + 60*time.Second)
+	for len(delays) < n {
+		select {
+		case ev, open := <-w.ResultChan():
+			if !open || ev.Type == watch.Error {
+				// The API server ended the watch: watch again. The new
+				// watch starts with every monitor's state; one already
+				// Down counts as seen now, which overstates its delay.
+				fmt.Fprintf(os.Stderr, "  (the API server ended the watch with %d of %d monitors Down; watching again)\n", len(delays), n)
+				w.Stop()
+				if w, err = c.Watch(ctx, &list, client.InNamespace(ns.Name)); err != nil {
+					return nil, err
+				}
+				continue
+			}
+			m, ok := ev.Object.(*monitoringv1alpha1.PushMonitor)
+			// Only the Down after the push counts (not one of a monitor that
+			// expired before it was pushed).
+			if !ok || m.Status.State != monitoringv1alpha1.StateDown || m.Status.Deadline == nil || m.Status.LastHeartbeatTime == nil {
+				continue
+			}
+			if _, seen := delays[m.UID]; !seen {
+				delays[m.UID] = time.Since(m.Status.Deadline.Time)
+			}
+		case <-giveUp:
+			states := map[string]int{}
+			if err := c.List(ctx, &list, client.InNamespace(ns.Name)); err == nil {
+				for _, m := range list.Items {
+					k := string(m.Status.State)
+					if m.Status.LastHeartbeatTime == nil {
+						k += " (no heartbeat)"
+					}
+					states[k]++
+				}
+			}
+			return nil, fmt.Errorf("only %d of %d monitors went Down after their push; their states now: %v", len(delays), n, states)
+		}
+	}
+	out := make([]time.Duration, 0, n)
+	for _, d := range delays {
+		out = append(out, d.Round(time.Millisecond))
+	}
+	return out, nil
+}
+
+// baselinePatches is how long the API server takes for n merge patches of
+// ConfigMaps from the given number of clients: the floor for n monitors
+// turning Down together.
+func baselinePatches(ctx context.Context, c client.Client, n, clients int) (time.Duration, error) {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "baseline-"}}
+	if err := c.Create(ctx, ns); err != nil {
+		return 0, err
+	}
+	if err := parallel(n, clients, func(i int) error {
+		return c.Create(ctx, &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("c%05d", i)}})
+	}); err != nil {
+		return 0, err
+	}
+	start := time.Now()
+	err := parallel(n, clients, func(i int) error {
+		cm := &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns.Name, Name: fmt.Sprintf("c%05d", i)}}
+		return c.Patch(ctx, cm, client.RawPatch(types.MergePatchType, []byte(`{"data":{"k":"v"}}`)))
+	})
+	return time.Since(start).Round(time.Millisecond), err
+}
+
+// printRequests prints, to stderr, the API requests between two readings of
+// apiRequests that number at least min.
+func printRequests(during string, before, after map[string]float64, min float64) {
+	fmt.Fprintf(os.Stderr, "API requests during %s (all clients), by verb and resource:\n", during)
+	for _, k := range slices.Sorted(maps.Keys(after)) {
+		if d := after[k] - before[k]; d >= min {
+			fmt.Fprintf(os.Stderr, "  %-40s %8.0f\n", k, d)
+		}
+	}
+}
+
+// apiRequests reads the API server's apiserver_request_total counters,
+// summed by verb and resource (subresource appended), for every client.
+// The bench cannot go on without them, so a failure panics.
+func apiRequests(ctx context.Context, cfg *rest.Config) map[string]float64 {
+	out := map[string]float64{}
+	cs, err := kubernetes.NewForConfig(cfg)
+	if err != nil {
+		panic(err)
+	}
+	body, err := cs.RESTClient().Get().AbsPath("/metrics").DoRaw(ctx)
+	if err != nil {
+		panic(fmt.Sprintf("reading the API server's metrics: %v", err))
+	}
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(bytes.NewReader(body))
+	if err != nil {
+		panic(fmt.Sprintf("parsing the API server's metrics: %v", err))
+	}
+	f, ok := families["apiserver_request_total"]
+	if !ok {
+		panic("the API server's metrics lack apiserver_request_total")
+	}
+	for _, m := range f.GetMetric() {
+		l := map[string]string{}
+		for _, lp := range m.GetLabel() {
+			l[lp.GetName()] = lp.GetValue()
+		}
+		key := l["verb"] + " " + l["resource"]
+		if l["subresource"] != "" {
+			key += "/" + l["subresource"]
+		}
+		out[key] += m.GetCounter().GetValue()
+	}
+	return out
+}
