@@ -109,7 +109,7 @@ func run() error {
 		_ = env.Stop()
 		return fmt.Errorf("starting the control plane (make controlplane): %w", err)
 	}
-	defer env.Stop() //nolint:errcheck
+	defer env.Stop() //nolint:errcheck // teardown at exit: nothing to do about a failure
 	cfg.QPS, cfg.Burst = 5000, 10000
 	c, err := client.NewWithWatch(cfg, client.Options{Scheme: scheme})
 	if err != nil {

@@ -70,9 +70,11 @@ func startManagers(bin, kubeconfig string, n int) ([]*replica, error) {
 	var out []*replica
 	for i := 0; i < n; i++ {
 		r := &replica{name: string(rune('a' + i)), pushAddr: freeAddr(), metricsAddr: freeAddr()}
+		relayAddr := freeAddr() // in a cluster: $POD_IP:8083
 		args := []string{"--kubeconfig=" + kubeconfig,
 			"--leader-elect", "--leader-elect-namespace=default",
 			"--push-bind-address=" + r.pushAddr, "--push-base-url=http://" + r.pushAddr,
+			"--relay-bind-address=" + relayAddr, "--relay-advertise-address=" + relayAddr,
 			"--health-probe-bind-address=0", "--metrics-bind-address=" + r.metricsAddr, "--metrics-secure=false",
 			"--zap-log-level=error"}
 		if a := pprofAddr(i); a != "" {
