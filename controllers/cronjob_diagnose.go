@@ -18,6 +18,16 @@ func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (s
 	if err != nil {
 		return "", nil, err
 	}
+	return jobFailure(j, what), code, nil
+}
+
+// maxRunMessage caps a failed Job's diagnosis, as the push endpoint caps a
+// client's message: it lands in status.lastMessage, the condition and the
+// event.
+const maxRunMessage = 1024
+
+// jobFailure words why j failed, what being its Pods' problem if known.
+func jobFailure(j *batchv1.Job, what string) string {
 	failed := jobCondition(j, batchv1.JobFailed)
 	msg := "job " + j.Name + " failed"
 	switch {
@@ -38,7 +48,7 @@ func (r *PushMonitorReconciler) diagnose(ctx context.Context, j *batchv1.Job) (s
 	if failed != nil && failed.Reason == batchv1.JobReasonDeadlineExceeded && what != "" {
 		msg += " (" + failed.Reason + ")"
 	}
-	return msg, code, nil
+	return limitText(msg, maxRunMessage)
 }
 
 // podProblem names what went wrong in the newest Pod that shows a problem:

@@ -13,9 +13,9 @@ const (
 	// MaxEventNote is the longest note events.k8s.io accepts (in bytes); it
 	// refuses longer events whole, and the recorder does not retry.
 	MaxEventNote = 1024
-	// MaxConditionMessage is the longest condition message metav1.Condition
+	// maxConditionMessage is the longest condition message metav1.Condition
 	// accepts (in bytes).
-	MaxConditionMessage = 32768
+	maxConditionMessage = 32768
 	// truncatedMarker ends a note or message that was cut to fit.
 	truncatedMarker = " …[truncated]"
 )

@@ -289,7 +289,7 @@ func (r *PushMonitorReconciler) setReady(m *monitoringv1alpha1.PushMonitor, stat
 	prev := meta.FindStatusCondition(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
 	changed := prev == nil || prev.Status != status || prev.Reason != reason
 	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
-		Type: monitoringv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: limitText(msg, MaxConditionMessage),
+		Type: monitoringv1alpha1.ReadyCondition, Status: status, Reason: reason, Message: limitText(msg, maxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
 	return changed
@@ -309,7 +309,7 @@ func (r *PushMonitorReconciler) applyHealth(m *monitoringv1alpha1.PushMonitor, h
 		m.Status.Deadline = nil
 	}
 	meta.SetStatusCondition(&m.Status.Conditions, metav1.Condition{
-		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: limitText(h.Message, MaxConditionMessage),
+		Type: monitoringv1alpha1.HealthyCondition, Status: h.Status, Reason: h.Reason, Message: limitText(h.Message, maxConditionMessage),
 		ObservedGeneration: m.Generation,
 	})
 }

@@ -1,10 +1,13 @@
 package controllers
 
 import (
+	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -187,4 +190,22 @@ func TestEvaluateCronJobRunOpenPastNextRun(t *testing.T) {
 	g.Expect(h.State).To(Equal(monitoringv1alpha1.StateDown))
 	g.Expect(h.Reason).To(Equal(monitoringv1alpha1.RunTooLongReason))
 	g.Expect(h.Message).To(Equal(`run "sync-1" started 1h5m ago is still open (past the next scheduled run + grace 10m; set maxRunDuration for longer runs)`))
+}
+
+// TestJobFailureIsCapped: a failed Job's diagnosis goes into
+// status.lastMessage (at most 32768 bytes in the CRD) and the condition; a
+// Job condition's message has no bound of its own, so the diagnosis is cut
+// as a push message is (before, a long one would have failed the status
+// write).
+func TestJobFailureIsCapped(t *testing.T) {
+	g := NewWithT(t)
+	j := &batchv1.Job{ObjectMeta: metav1.ObjectMeta{Name: "backup-1"}}
+	j.Status.Conditions = []batchv1.JobCondition{{Type: batchv1.JobFailed, Status: corev1.ConditionTrue,
+		Reason: "BackoffLimitExceeded", Message: strings.Repeat("x", 40000)}}
+	msg := jobFailure(j, "")
+	g.Expect(len(msg)).To(BeNumerically("<=", maxRunMessage))
+	g.Expect(msg).To(HavePrefix("job backup-1 failed: BackoffLimitExceeded (xxx"))
+	g.Expect(msg).To(HaveSuffix(truncatedMarker))
+	j.Status.Conditions[0].Message = "Job has reached the specified backoff limit"
+	g.Expect(jobFailure(j, "")).To(Equal("job backup-1 failed: BackoffLimitExceeded (Job has reached the specified backoff limit)"))
 }
