@@ -51,7 +51,7 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		if !metav1.IsControlledBy(&s, m) {
 			return tokenUnchanged, &errSecretConflict{name: name}
 		}
-		if err := r.deleteMovedFrom(ctx, m, name); err != nil {
+		if err := r.deleteMovedFrom(ctx, m, &s); err != nil {
 			return tokenUnchanged, err
 		}
 		return r.refreshSecret(ctx, m, &s)
@@ -82,6 +82,7 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 				metav1.SetMetaDataAnnotation(&s.ObjectMeta, k, v)
 			}
 		}
+		metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationMovedFrom, old.Name)
 	} else {
 		metav1.SetMetaDataAnnotation(&s.ObjectMeta, token.AnnotationTokenIssued, r.now().UTC().Format(time.RFC3339))
 		// A fresh token answers any rotation asked for so far.
@@ -113,25 +114,29 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 	return change, nil
 }
 
-// deleteMovedFrom deletes the Secrets m controls other than name, the one it
-// uses, once stored status names name: what a move of spec.secretName left.
-func (r *PushMonitorReconciler) deleteMovedFrom(ctx context.Context, m *monitoringv1alpha1.PushMonitor, name string) error {
-	if m.Status.SecretName != name {
+// deleteMovedFrom deletes the Secret s's token moved from (its
+// AnnotationMovedFrom), once stored status names s: until then the push
+// endpoint takes the token from the old one.
+func (r *PushMonitorReconciler) deleteMovedFrom(ctx context.Context, m *monitoringv1alpha1.PushMonitor, s *corev1.Secret) error {
+	from := s.Annotations[token.AnnotationMovedFrom]
+	if from == "" || m.Status.SecretName != s.Name {
 		return nil
 	}
-	var secrets corev1.SecretList
-	if err := r.List(ctx, &secrets, client.InNamespace(m.Namespace),
-		client.MatchingLabels{token.LabelManagedBy: token.LabelManagedByValue, monitoringv1alpha1.MonitorKey: m.Name}); err != nil {
-		return fmt.Errorf("listing Secrets of monitor %q: %w", m.Name, err)
+	// Read around the cache: once, and a Secret the cache has not seen yet
+	// must not be left behind.
+	var old corev1.Secret
+	err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: m.Namespace, Name: from}, &old)
+	if apierrors.IsNotFound(err) {
+		return nil
 	}
-	for i := range secrets.Items {
-		old := &secrets.Items[i]
-		if old.Name == name || !metav1.IsControlledBy(old, m) {
-			continue
-		}
-		if err := r.Delete(ctx, old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
-			return fmt.Errorf("deleting previous Secret %q: %w", old.Name, err)
-		}
+	if err != nil {
+		return fmt.Errorf("reading previous Secret %q: %w", from, err)
+	}
+	if !metav1.IsControlledBy(&old, m) {
+		return nil // not this monitor's (any more): not pushmon's to delete
+	}
+	if err := r.Delete(ctx, &old, client.Preconditions{UID: &old.UID}); err != nil && !apierrors.IsNotFound(err) {
+		return fmt.Errorf("deleting previous Secret %q: %w", from, err)
 	}
 	return nil
 }
@@ -188,6 +193,9 @@ func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoring
 	}
 	if req != "" {
 		metav1.SetMetaDataAnnotation(&want.ObjectMeta, token.AnnotationRotatedFor, req)
+	}
+	if m.Status.SecretName == s.Name {
+		delete(want.Annotations, token.AnnotationMovedFrom) // deleteMovedFrom did its work
 	}
 	if at, ok := token.PreviousExpiry(want); ok && !now.Before(at) {
 		// Lookups already refuse it; this only tidies the Secret up.

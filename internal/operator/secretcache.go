@@ -20,7 +20,7 @@ const maxSecretValue = 8 << 10
 var (
 	secretLabels      = []string{token.LabelManagedBy, monitoringv1alpha1.MonitorKey}
 	secretAnnotations = []string{token.AnnotationTokenIssued, token.AnnotationRotatedFor,
-		token.AnnotationPreviousDigest, token.AnnotationPreviousExpires}
+		token.AnnotationPreviousDigest, token.AnnotationPreviousExpires, token.AnnotationMovedFrom}
 )
 
 // trimSecret is the cache transform for Secrets. pushmon's labels are

@@ -52,6 +52,10 @@ const (
 	// AnnotationPreviousExpires (RFC 3339).
 	AnnotationPreviousDigest  = "monitoring.pushmon.dev/previous-token-sha256"
 	AnnotationPreviousExpires = "monitoring.pushmon.dev/previous-token-expires"
+	// AnnotationMovedFrom, on a Secret a token moved into when
+	// spec.secretName changed, names the Secret it moved from; that one is
+	// deleted, and this annotation dropped, once status names the new one.
+	AnnotationMovedFrom = "monitoring.pushmon.dev/moved-from"
 )
 
 // PushPathPrefix is the path under which the push endpoint serves tokens.
