@@ -1,42 +1,16 @@
 package ha
 
 import (
-	"context"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/watch"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/metrics"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
-
-// writesOf counts the writes of m from now on.
-func writesOf(t *testing.T, m *monitoringv1alpha1.PushMonitor) *atomic.Int64 {
-	t.Helper()
-	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(context.Background(), &monitoringv1alpha1.PushMonitorList{},
-		client.InNamespace(m.Namespace), client.MatchingFields{"metadata.name": m.Name})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	var n atomic.Int64
-	go func() {
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Modified {
-				n.Add(1)
-			}
-		}
-	}()
-	return &n
-}
 
 // relayed is what r's pushmon_heartbeats_relayed_total says for result.
 func relayed(g Gomega, r *replica, result string) float64 {
@@ -82,7 +56,7 @@ func TestRelayAcrossReplicas(t *testing.T) {
 		g.Expect(relayed(g, follower, "held")).To(BeNumerically(">", held))
 	}).WithPolling(600 * time.Millisecond).Should(Succeed())
 
-	writes := writesOf(t, m)
+	writes := testutil.CountWrites(t, restCfg, scheme, m.Namespace, m.Name)
 	before := get(g, m).Status.LastHeartbeatTime.Time
 	stop := make(chan struct{})
 	pushed := make(chan struct{})

@@ -1,41 +1,15 @@
 package integration
 
 import (
-	"context"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
-	"k8s.io/apimachinery/pkg/watch"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/metrics"
+	"github.com/pushmon/pushmon/internal/testutil"
 )
-
-// countWrites counts the writes of the monitors in ns from now on.
-func countWrites(t *testing.T, ns string) *atomic.Int64 {
-	t.Helper()
-	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := wc.Watch(context.Background(), &monitoringv1alpha1.PushMonitorList{}, client.InNamespace(ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(w.Stop)
-	var writes atomic.Int64
-	go func() {
-		for ev := range w.ResultChan() {
-			if ev.Type == watch.Modified {
-				writes.Add(1)
-			}
-		}
-	}()
-	return &writes
-}
 
 // TestAliveHeartbeatsCostNoWrites: pushes that repeat what status says (an
 // up push with the stored message) are held by the leader in memory: no
@@ -57,7 +31,7 @@ func TestAliveHeartbeatsCostNoWrites(t *testing.T) {
 
 	mfs, _ := scrape(g)
 	held := value(mfs, metrics.RelayedName, map[string]string{"result": "held"})
-	writes := countWrites(t, ns)
+	writes := testutil.CountWrites(t, restCfg, scheme, ns, "")
 	var lastPush time.Time
 	for start := time.Now(); time.Since(start) < 5*time.Second; time.Sleep(200 * time.Millisecond) {
 		mustPush(t, tok, "msg=ok")
