@@ -22,9 +22,15 @@ import (
 // that arrive while they are busy queue up and leave in the next batches.
 const senders = 4
 
-// backoff is how long a replica stops relaying after the leader failed to
-// answer, so that pushes do not each wait out a dead address.
-const backoff = time.Second
+// A replica stops relaying for a while after the leader failed to answer,
+// so that pushes do not each wait out a dead or unreachable address: a
+// second after the first failure, doubling with each failure in a row up to
+// maxBackoff (a relay port a NetworkPolicy blocks costs one batch's wait per
+// maxBackoff, not per push).
+const (
+	firstBackoff = time.Second
+	maxBackoff   = 30 * time.Second
+)
 
 // Forwarder hands relayable pushes to the leader: into this process's own
 // Live when it leads, else in batches to the address Leader returns. It
@@ -45,6 +51,7 @@ type Forwarder struct {
 	mu        sync.Mutex
 	failedAt  time.Time
 	failedFor string
+	failures  int // in a row, for failedFor
 }
 
 type pending struct {
@@ -135,13 +142,33 @@ func (f *Forwarder) relay(ctx context.Context, tok string, m *monitoringv1alpha1
 func (f *Forwarder) backingOff(addr string) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	return f.failedFor == addr && time.Since(f.failedAt) < backoff
+	return f.failedFor == addr && f.failures > 0 && time.Since(f.failedAt) < backoffAfter(f.failures)
 }
 
-func (f *Forwarder) failed(addr string) {
+// backoffAfter is how long to stop relaying after n failures in a row.
+func backoffAfter(n int) time.Duration {
+	d := firstBackoff
+	for i := 1; i < n && d < maxBackoff; i++ {
+		d *= 2
+	}
+	return min(d, maxBackoff)
+}
+
+// answered records how a post to addr went.
+func (f *Forwarder) answered(addr string, err error) {
 	f.mu.Lock()
-	f.failedAt, f.failedFor = time.Now(), addr
-	f.mu.Unlock()
+	defer f.mu.Unlock()
+	switch {
+	case err == nil:
+		if f.failedFor == addr {
+			f.failures = 0
+		}
+	case f.failedFor == addr:
+		f.failures++
+		f.failedAt = time.Now()
+	default:
+		f.failedFor, f.failures, f.failedAt = addr, 1, time.Now()
+	}
 }
 
 // send takes what is queued, up to MaxBatch beats for one address, posts it
@@ -169,8 +196,8 @@ func (f *Forwarder) send(ctx context.Context) {
 			}
 		}
 		held, err := f.post(ctx, first.addr, batch)
+		f.answered(first.addr, err)
 		if err != nil {
-			f.failed(first.addr)
 			f.Log.V(1).Info("relaying to the leader failed; recording through the API", "leader", first.addr, "error", err.Error())
 		}
 		for i, p := range batch {

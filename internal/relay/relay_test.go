@@ -135,3 +135,12 @@ func TestRelayFallsBackWhenTheLeaderIsGone(t *testing.T) {
 	_, ok := fwd.Live.Newer(ms[tokUp])
 	g.Expect(ok).To(BeTrue())
 }
+
+func TestBackoffDoublesToItsCap(t *testing.T) {
+	g := NewWithT(t)
+	g.Expect(backoffAfter(1)).To(Equal(time.Second))
+	g.Expect(backoffAfter(2)).To(Equal(2 * time.Second))
+	g.Expect(backoffAfter(5)).To(Equal(16 * time.Second))
+	g.Expect(backoffAfter(6)).To(Equal(30 * time.Second))
+	g.Expect(backoffAfter(100)).To(Equal(30 * time.Second))
+}
