@@ -72,6 +72,9 @@ type result struct {
 	episodesWithout200, observations    int
 	leaderless                          int
 	selfExitsOutage, selfExitsElsewhere int
+	// status versions watched of the steady monitors, quiet or not: how
+	// much of the quiet ones' traffic the relay kept off the API.
+	quietSteadyN, quietVersions, loudSteadyN, loudVersions int
 }
 
 func (r *result) example(row, format string, args ...any) {
@@ -188,6 +191,11 @@ func analyze(d *runData) *result {
 		}
 		if m.quiet {
 			r.quietN++
+		}
+		if m.class == steady && m.quiet {
+			r.quietSteadyN, r.quietVersions = r.quietSteadyN+1, r.quietVersions+len(obs)
+		} else if m.class == steady {
+			r.loudSteadyN, r.loudVersions = r.loudSteadyN+1, r.loudVersions+len(obs)
 		}
 		switch m.class {
 		case steady:
@@ -620,6 +628,14 @@ func (r *result) print(w io.Writer, d *runData) {
 	fmt.Fprintf(w, "| duplicate events | %d | 0 | %s |\n", r.duplicates, mark(r.duplicates == 0))
 	fmt.Fprintf(w, "| stored heartbeat moved backwards (monitors) | %d of %d | 0 | %s |\n", r.backwards, len(d.mons), mark(r.backwards == 0))
 	fmt.Fprintf(w, "| answers by status code | %s (%d pushes) | | |\n", strings.Join(cs, " · "), r.pushes)
+	perMin := func(versions, n int) float64 {
+		if n == 0 || d.duration <= 0 {
+			return 0
+		}
+		return float64(versions) / float64(n) / d.duration.Minutes()
+	}
+	fmt.Fprintf(w, "| status writes per monitor-minute, steady clients (a push a second) | quiet %.1f (%d monitors) · each push its own message %.1f (%d) | | |\n",
+		perMin(r.quietVersions, r.quietSteadyN), r.quietSteadyN, perMin(r.loudVersions, r.loudSteadyN), r.loudSteadyN)
 	foOK := r.noFailover == 0 && (len(r.failovers) == 0 || r.failovers[len(r.failovers)-1] <= 2*leaseDuration)
 	fmt.Fprintf(w, "| failover (leader SIGKILL → new Lease holder) | %s | ≤ %s | %s |\n", fo, 2*leaseDuration, mark(foOK))
 	if d.restart != nil {
