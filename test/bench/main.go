@@ -48,6 +48,9 @@ var (
 	apiQPS      = flag.Int("kube-api-qps", 0, "--kube-api-qps given to the managers (0: the manager's default)")
 	cronJobs    = flag.Int("cronjobs", 1000, "CronJobs (each followed by a monitor) for the CronJob memory step (0 skips it)")
 	jobs        = flag.Int("jobs", 10000, "Jobs owned by those CronJobs for the CronJob memory step (0 skips it)")
+	huge        = flag.Int("huge", 0, "monitors for the scale step (the issue's 100000; 0 skips it): all Ready, then each pushed once a minute for -huge-warmup + -huge-measure, steady-state writes/s and memory")
+	hugeWarmup  = flag.Duration("huge-warmup", 3*time.Minute, "pushes before the scale step measures (every monitor's first push ends Pending and is written)")
+	hugeMeasure = flag.Duration("huge-measure", 6*time.Minute, "the scale step's measurement; longer than --status-refresh (5m) so that refresh writes fall in it")
 )
 
 var scheme = runtime.NewScheme()
@@ -271,6 +274,13 @@ func run() error {
 	// CronJob and Job of the cluster and the Pods of Jobs (trimmed).
 	if *cronJobs > 0 && *jobs > 0 {
 		if err := cronJobPhase(ctx, c, cfg, mgrs); err != nil {
+			return err
+		}
+	}
+	// 7. Scale: -huge monitors in one cluster, each pushed once a minute
+	// by its own client through the balancer.
+	if n := *huge; n > 0 {
+		if err := scaleStep(ctx, c, apiReads, pushAddr, mgrs, n); err != nil {
 			return err
 		}
 	}
