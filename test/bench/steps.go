@@ -15,6 +15,7 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -69,14 +70,24 @@ func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n in
 // of monitors every few hundred milliseconds would load the API server
 // being measured. A watch from no resourceVersion starts with the current
 // state of every monitor (as ADDED events), then follows their writes; the
-// API server may end a watch (under load it does), and the wait then
-// watches again the same way.
+// API server may end a watch (under load it does: a watcher that falls
+// behind is closed), and the wait then resumes from the last event seen, so
+// that the bench does not list every monitor again while it measures.
 func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.Duration, done func(*monitoringv1alpha1.PushMonitor) bool, opts ...client.ListOption) error {
 	seen := map[types.UID]bool{}
 	giveUp := time.After(timeout)
+	rv := "" // of the last event: a new watch resumes there instead of listing every monitor again
 	for {
 		var list monitoringv1alpha1.PushMonitorList
-		w, err := c.Watch(ctx, &list, opts...)
+		watchOpts := append([]client.ListOption{}, opts...)
+		if rv != "" {
+			watchOpts = append(watchOpts, &client.ListOptions{Raw: &metav1.ListOptions{ResourceVersion: rv}})
+		}
+		w, err := c.Watch(ctx, &list, watchOpts...)
+		if apierrors.IsResourceExpired(err) || apierrors.IsGone(err) {
+			rv = ""
+			continue
+		}
 		if err != nil {
 			return err
 		}
@@ -87,12 +98,18 @@ func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.D
 				if !ok || ev.Type == watch.Error {
 					if st, isStatus := ev.Object.(*metav1.Status); isStatus {
 						fmt.Fprintf(os.Stderr, "  (watch error: %s)\n", st.Message)
+						if st.Code == http.StatusGone {
+							rv = "" // too old to resume: start from the current state
+						}
 					}
 					ended = true
 					continue
 				}
-				if m, isMonitor := ev.Object.(*monitoringv1alpha1.PushMonitor); isMonitor && done(m) {
-					seen[m.UID] = true
+				if m, isMonitor := ev.Object.(*monitoringv1alpha1.PushMonitor); isMonitor {
+					rv = m.ResourceVersion
+					if done(m) {
+						seen[m.UID] = true
+					}
 				}
 			case <-giveUp:
 				w.Stop()
