@@ -34,23 +34,25 @@ import (
 )
 
 var (
-	bareMode    = flag.String("bare", "", "internal: serve the bare handler on this address")
-	managerBin  = flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build writes bin/manager)")
-	replicas    = flag.Int("replicas", 2, "manager replicas (with --leader-elect) behind the balancer; the default install runs 2. The bare handler runs as the same number of processes")
-	rMonitors   = flag.Int("realistic-monitors", 1000, "monitors of the realistic mode, each pushed once per -realistic-interval (0 skips the mode)")
-	rInterval   = flag.Duration("realistic-interval", 10*time.Second, "spec.interval and spec.timeout of the realistic monitors (gracePeriod: half of it), and how often each is pushed; also the unmeasured warm-up")
-	rDuration   = flag.Duration("realistic-duration", 60*time.Second, "measured steady state of the realistic mode, after one interval of warm-up")
-	loadFor     = flag.Duration("load", 5*time.Second, "measured duration of each burst run (after 1 s of the same load, unmeasured)")
-	conns       = flag.Int("c", 32, "connections of the burst load, each from its own address")
-	monitors    = flag.Int("monitors", 1000, "monitors of the burst mode and of the expiry steps")
-	bigMonitors = flag.Int("big", 10000, "monitors for the readiness and memory step (0 skips it)")
-	downRuns    = flag.Int("down-runs", 7, "repetitions of the one-monitor Down delay")
-	apiQPS      = flag.Int("kube-api-qps", 0, "--kube-api-qps given to the managers (0: the manager's default)")
-	cronJobs    = flag.Int("cronjobs", 1000, "CronJobs (each followed by a monitor) for the CronJob memory step (0 skips it)")
-	jobs        = flag.Int("jobs", 10000, "Jobs owned by those CronJobs for the CronJob memory step (0 skips it)")
-	huge        = flag.Int("huge", 0, "monitors for the scale step (the issue's 100000; 0 skips it): all Ready, then each pushed once a minute for -huge-warmup + -huge-measure, steady-state writes/s and memory")
-	hugeWarmup  = flag.Duration("huge-warmup", 3*time.Minute, "pushes before the scale step measures (every monitor's first push ends Pending and is written)")
-	hugeMeasure = flag.Duration("huge-measure", 6*time.Minute, "the scale step's measurement; longer than --status-refresh (5m) so that refresh writes fall in it")
+	bareMode     = flag.String("bare", "", "internal: serve the bare handler on this address")
+	managerBin   = flag.String("manager", filepath.Join("bin", "manager"), "the manager binary (make build writes bin/manager)")
+	replicas     = flag.Int("replicas", 2, "manager replicas (with --leader-elect) behind the balancer; the default install runs 2. The bare handler runs as the same number of processes")
+	rMonitors    = flag.Int("realistic-monitors", 1000, "monitors of the realistic mode, each pushed once per -realistic-interval (0 skips the mode)")
+	rInterval    = flag.Duration("realistic-interval", 10*time.Second, "spec.interval and spec.timeout of the realistic monitors (gracePeriod: half of it), and how often each is pushed; also the unmeasured warm-up")
+	rDuration    = flag.Duration("realistic-duration", 60*time.Second, "measured steady state of the realistic mode, after one interval of warm-up")
+	loadFor      = flag.Duration("load", 5*time.Second, "measured duration of each burst run (after 1 s of the same load, unmeasured)")
+	wideConns    = flag.Int("wide-c", 512, "connections of the burst over the -big monitors, each from its own address (0 skips it): a burst that the default limits do not throttle")
+	conns        = flag.Int("c", 32, "connections of the burst load, each from its own address")
+	monitors     = flag.Int("monitors", 1000, "monitors of the burst mode and of the expiry steps")
+	bigMonitors  = flag.Int("big", 10000, "monitors for the readiness and memory step (0 skips it)")
+	downRuns     = flag.Int("down-runs", 7, "repetitions of the one-monitor Down delay")
+	apiQPS       = flag.Int("kube-api-qps", 0, "--kube-api-qps given to the managers (0: the manager's default)")
+	cronJobs     = flag.Int("cronjobs", 1000, "CronJobs (each followed by a monitor) for the CronJob memory step (0 skips it)")
+	jobs         = flag.Int("jobs", 10000, "Jobs owned by those CronJobs for the CronJob memory step (0 skips it)")
+	huge         = flag.Int("huge", 0, "monitors for the scale step (the issue's 100000; 0 skips it): all Ready, then each pushed once a minute for -huge-warmup + -huge-measure, steady-state writes/s and memory")
+	hugeWarmup   = flag.Duration("huge-warmup", time.Minute, "pushes before the scale step measures its steady state (after every monitor's first push)")
+	hugeExpiring = flag.Int("huge-expiring", 10000, "monitors of the scale step that stop pushing together at its end (the Down delay at scale)")
+	hugeMeasure  = flag.Duration("huge-measure", 6*time.Minute, "the scale step's measurement; longer than --status-refresh (5m) so that refresh writes fall in it")
 )
 
 var scheme = runtime.NewScheme()
@@ -260,7 +262,8 @@ func run() error {
 	if *bigMonitors > 0 {
 		before := apiRequests(ctx, cfg)
 		start := time.Now()
-		if _, _, err := createMonitors(ctx, c, "big", *bigMonitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}}); err != nil {
+		_, bigToks, err := createMonitors(ctx, c, "big", *bigMonitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}})
+		if err != nil {
 			return err
 		}
 		took := time.Since(start)
@@ -268,6 +271,11 @@ func run() error {
 		report(fmt.Sprintf("%d monitors: created to all Ready (target <= 60s)", *bigMonitors), "%v", took.Round(100*time.Millisecond))
 		time.Sleep(5 * time.Second) // settle: steady state, not the creation burst
 		report(fmt.Sprintf("manager memory with %d+%d monitors (target RSS <= 300MB)", *bigMonitors, monitorsSoFar), "%s", memory(mgrs))
+		if *wideConns > 0 {
+			if err := wideBurst(pushAddr, bareLB.addr(), bigToks, *wideConns, apiReads, mgrs); err != nil {
+				return err
+			}
+		}
 	}
 
 	// 6. Memory with many CronJobs and Jobs: the manager caches every

@@ -3,7 +3,9 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"os"
+	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -12,37 +14,92 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
 
-// scaleStep creates n monitors (interval 1m, timeout 1m, grace 30s), reports
-// the time until all are Ready and each replica's memory, then pushes every
-// monitor once a minute, each from its own client address, and reports the
-// API writes per second and per monitor-minute in the steady state (after
-// -huge-warmup, over -huge-measure, which spans a status refresh), the
-// answers, and memory again.
+// scaleStep is the 100,000 monitors in one cluster (interval 1m,
+// timeout 1m, grace 30s), in five parts:
+//
+//  1. create them (the last -huge-expiring in a namespace of their own) and
+//     report the time until all are Ready and each replica's memory;
+//  2. push each once, 32 at a time: a first heartbeat moves a monitor from
+//     Pending to Up, a change that is written before its answer, so this
+//     part runs at the API server's write rate and is reported apart;
+//  3. push every monitor once a minute, each from its own client address
+//     through the balancer, and report the answers and the API writes per
+//     second and per monitor-minute over -huge-measure (after
+//     -huge-warmup), which spans a status refresh;
+//  4. keep pushing all but the expiring ones, push those together once and
+//     stop: the p99 of how long after its deadline each showed Down;
+//  5. the API server's floor for as many writes: merge patches of as many
+//     ConfigMaps from 32 clients, while the other monitors still push.
 func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[string]float64, pushAddr string, mgrs []*replica, n int) error {
 	const interval = time.Minute
 	spec := monitoringv1alpha1.PushMonitorSpec{
 		Interval: &metav1.Duration{Duration: interval}, Timeout: &metav1.Duration{Duration: interval},
 		GracePeriod: &metav1.Duration{Duration: interval / 2}}
-	fmt.Fprintf(os.Stderr, "scale step: %d monitors\n", n)
+	nExp := min(*hugeExpiring, n/2)
+	fmt.Fprintf(os.Stderr, "scale step: %d monitors (%d of them expire together at the end)\n", n, nExp)
+
+	// 1. Created to Ready.
 	before := apiReads()
 	start := time.Now()
-	_, toks, err := createMonitors(ctx, c, "scale", n, spec)
+	_, steady, err := createMonitors(ctx, c, "scale", n-nExp, spec)
 	if err != nil {
 		return err
 	}
-	report(fmt.Sprintf("scale: %d monitors created to all Ready", n), "%v (%.0f writes/s)", time.Since(start).Round(time.Second),
-		mutating(before, apiReads())/time.Since(start).Seconds())
+	expNS, expiring, err := createMonitors(ctx, c, "scale-exp", nExp, spec)
+	if err != nil {
+		return err
+	}
+	took := time.Since(start)
+	report(fmt.Sprintf("scale: %d monitors created to all Ready", n), "%v (%.0f API writes/s)", took.Round(time.Second),
+		mutating(before, apiReads())/took.Seconds())
 	report(fmt.Sprintf("scale: manager memory with %d more monitors, before pushes", n), "%s", memory(mgrs))
+	all := append(append([]string(nil), steady...), expiring...)
 
+	// 2. First heartbeats, each one written.
+	before = apiReads()
+	start = time.Now()
+	var notOK atomic.Int64
+	if err := parallel(len(all), 32, func(i int) error {
+		code, err := pushOnce(pushAddr, all[i], i)
+		if err != nil || code != http.StatusOK {
+			notOK.Add(1)
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
+	took = time.Since(start)
+	report("scale: every monitor's first push (Pending to Up: written before its answer), 32 clients", "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
+		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK.Load())
+
+	// 3. Steady state.
 	fmt.Fprintf(os.Stderr, "scale step: %d clients pushing once a minute (%.0f/s), %v warm-up, %v measured\n", n, float64(n)/interval.Seconds(), *hugeWarmup, *hugeMeasure)
 	wc := &writeCounter{read: apiReads}
-	res := realistic(pushAddr, toks, interval, *hugeWarmup, *hugeMeasure, wc.mark)
+	res := realistic(pushAddr, all, interval, *hugeWarmup, *hugeMeasure, wc.mark)
 	w := wc.writes()
 	printRequests("the scale step's measurement", wc.before, wc.after, 10)
 	report(fmt.Sprintf("scale: %d monitors each pushed once a minute (%.0f/s), steady state", n, float64(n)/interval.Seconds()), "%s", res)
 	report("scale: API writes in the steady state (mutating requests, all clients)", "%.0f in %v: %.1f/s, %.3f per monitor-minute (refresh alone: %.0f/s, %.1f per monitor-minute)",
 		w, res.elapsed.Round(time.Second), w/res.elapsed.Seconds(), w/(float64(n)*res.elapsed.Minutes()),
 		float64(n)/(5*time.Minute).Seconds(), 1/5.0)
-	report("scale: manager memory after the pushes", "%s", memory(mgrs))
+	report("scale: manager memory after the steady state", "%s", memory(mgrs))
+
+	// 4 and 5. The others keep pushing while the expiring ones go Down
+	// and while the API server's floor is measured.
+	keepOn := interval + interval/2 + 90*time.Second
+	others := make(chan result, 1)
+	go func() { others <- realistic(pushAddr, steady, interval, 0, keepOn, func(bool) {}) }()
+	delays, err := downDelays(ctx, c, pushAddr, expNS, expiring, keepOn)
+	if err != nil {
+		return err
+	}
+	base, err := baselinePatches(ctx, c, nExp, 32)
+	if err != nil {
+		return err
+	}
+	report(fmt.Sprintf("scale: Down after deadline, %d expiring together among %d pushing: p50, p99", nExp, n-nExp), "%v, %v", pct(delays, 50), pct(delays, 99))
+	report(fmt.Sprintf("scale: the API server's floor, %d merge patches from 32 clients, meanwhile", nExp), "%v", base)
+	report(fmt.Sprintf("scale: the other %d monitors' pushes meanwhile", n-nExp), "%s", <-others)
+	report("scale: manager memory at the end", "%s", memory(mgrs))
 	return nil
 }

@@ -172,6 +172,14 @@ func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n 
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	return downDelays(ctx, c, pushAddr, ns.Name, toks, timeout+60*time.Second)
+}
+
+// downDelays pushes every monitor of namespace ns (toks are their tokens)
+// once, together, stops, and returns for each how long after its deadline
+// the API showed it Down; it gives up giveUp after the pushes.
+func downDelays(ctx context.Context, c client.WithWatch, pushAddr, ns string, toks []string, giveUp time.Duration) ([]time.Duration, error) {
+	n := len(toks)
 	if err := parallel(n, 32, func(i int) error {
 		code, err := pushOnce(pushAddr, toks[i], i)
 		if err == nil && code != http.StatusOK {
@@ -185,13 +193,13 @@ func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n 
 	// state): a watch opened before them fills with their heartbeat writes
 	// while nobody reads it, and the API server ends it.
 	var list monitoringv1alpha1.PushMonitorList
-	w, err := c.Watch(ctx, &list, client.InNamespace(ns.Name))
+	w, err := c.Watch(ctx, &list, client.InNamespace(ns))
 	if err != nil {
 		return nil, err
 	}
 	defer func() { w.Stop() }()
 	delays := map[types.UID]time.Duration{}
-	giveUp := time.After(timeout + 60*time.Second)
+	timeout := time.After(giveUp)
 	for len(delays) < n {
 		select {
 		case ev, open := <-w.ResultChan():
@@ -201,7 +209,7 @@ func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n 
 				// Down counts as seen now, which overstates its delay.
 				fmt.Fprintf(os.Stderr, "  (the API server ended the watch with %d of %d monitors Down; watching again)\n", len(delays), n)
 				w.Stop()
-				if w, err = c.Watch(ctx, &list, client.InNamespace(ns.Name)); err != nil {
+				if w, err = c.Watch(ctx, &list, client.InNamespace(ns)); err != nil {
 					return nil, err
 				}
 				continue
@@ -215,9 +223,9 @@ func expiry(ctx context.Context, c client.WithWatch, pushAddr, prefix string, n 
 			if _, seen := delays[m.UID]; !seen {
 				delays[m.UID] = time.Since(m.Status.Deadline.Time)
 			}
-		case <-giveUp:
+		case <-timeout:
 			states := map[string]int{}
-			if err := c.List(ctx, &list, client.InNamespace(ns.Name)); err == nil {
+			if err := c.List(ctx, &list, client.InNamespace(ns)); err == nil {
 				for _, m := range list.Items {
 					k := string(m.Status.State)
 					if m.Status.LastHeartbeatTime == nil {

@@ -7,6 +7,7 @@ import (
 	"maps"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"sort"
 	"strings"
@@ -262,4 +263,32 @@ func mutating(before, after map[string]float64) float64 {
 		}
 	}
 	return n
+}
+
+// wideBurst is the burst mode spread over many monitors and client
+// addresses, so that no token or address exceeds the default limits (2/s
+// and a burst of 20 per token, 50/s and 100 per address): the handler's
+// throughput for traffic that is not throttled by design. The bare handler
+// runs the same load. Every monitor's first push is written (Pending to
+// Up) and is made before, unmeasured.
+func wideBurst(pushAddr, bareAddr string, toks []string, conns int, apiReads func() map[string]float64, mgrs []*replica) error {
+	if err := parallel(len(toks), 32, func(i int) error {
+		_, err := pushOnce(pushAddr, toks[i], i)
+		return err
+	}); err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "wide burst: %d connections, each from its own address, over %d monitors, 1s warm-up, %v measured\n", conns, len(toks), *loadFor)
+	bareRes := burst(bareAddr, toks, conns, time.Second, *loadFor, func(bool) {})
+	wc := &writeCounter{read: apiReads}
+	pmRes := burst(pushAddr, toks, conns, time.Second, *loadFor, wc.mark)
+	what := fmt.Sprintf("%d connections, %d monitors", conns, len(toks))
+	report("wide burst, bare handler: "+what, "%s", bareRes)
+	report("wide burst, pushmon: "+what, "%s", pmRes)
+	report("wide burst, ratio pushmon / bare (target 200s/s >= 0.8)", "p99 %s, 200s/s %.2f", ratio(pmRes.p99, bareRes.p99), pmRes.okPerSec()/bareRes.okPerSec())
+	w := wc.writes()
+	report("wide burst, API writes (mutating requests, all clients) during the measurement", "%.0f: %.1f per monitor-minute, %.3f per 200",
+		w, w/(float64(len(toks))*pmRes.elapsed.Minutes()), w/float64(max(1, pmRes.ok)))
+	report("wide burst, manager memory after the mode", "%s", memory(mgrs))
+	return nil
 }
