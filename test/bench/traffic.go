@@ -41,10 +41,14 @@ func clientFrom(ip net.IP, keepAlive bool) *http.Client {
 	}
 }
 
+// benchQuery is the query of every push the bench makes: one message, so
+// that only a monitor's first push changes what status shows.
+const benchQuery = "?msg=bench"
+
 // pushOnce pushes tok once through addr from client i's address and returns
 // the status code.
 func pushOnce(addr, tok string, i int) (int, error) {
-	resp, err := clientFrom(clientIP(i), false).Post("http://"+addr+token.PushPathPrefix+tok, "", nil)
+	resp, err := clientFrom(clientIP(i), false).Post("http://"+addr+token.PushPathPrefix+tok+benchQuery, "", nil)
 	if err != nil {
 		return 0, err
 	}
@@ -162,7 +166,7 @@ loop:
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				code, err := post(clients[i], "http://"+addr+token.PushPathPrefix+toks[i]+"?msg=bench")
+				code, err := post(clients[i], "http://"+addr+token.PushPathPrefix+toks[i]+benchQuery)
 				if measured {
 					now := time.Now()
 					t.add(code, err, now.Sub(at), now)
@@ -201,7 +205,7 @@ func burst(addr string, toks []string, conns int, warmup, d time.Duration, mark 
 				defer wg.Done()
 				for i := w; time.Now().Before(stop); i += conns {
 					t0 := time.Now()
-					code, err := post(clients[w], "http://"+addr+token.PushPathPrefix+toks[i%len(toks)]+"?msg=bench")
+					code, err := post(clients[w], "http://"+addr+token.PushPathPrefix+toks[i%len(toks)]+benchQuery)
 					now := time.Now()
 					t.add(code, err, now.Sub(t0), now)
 				}
