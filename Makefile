@@ -30,6 +30,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate the CRD and RBAC manifests from markers.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd webhook paths="./..." output:crd:artifacts:config=config/crd/bases
+	$(CONTROLLER_GEN) rbac:roleName=ingest-role paths="./internal/push/..." output:rbac:artifacts:config=config/ingest/base
 
 .PHONY: generate
 generate: controller-gen ## Generate DeepCopy methods from markers.

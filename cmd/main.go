@@ -11,6 +11,8 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -43,7 +45,18 @@ func init() {
 	utilruntime.Must(monitoringv1alpha1.AddToScheme(scheme))
 }
 
+// defaultGCPercent is the manager's GOGC unless the environment sets one.
+// Its heap is mostly informer caches that live as long as the process, so
+// Go's default (100: collect when the heap has doubled since the last
+// collection) lets RSS reach twice what is live; 50 trades some CPU in the
+// collector for a third less headroom (docs/configuration.md, measured in
+// docs/performance.md).
+const defaultGCPercent = 50
+
 func main() {
+	if _, set := os.LookupEnv("GOGC"); !set {
+		debug.SetGCPercent(defaultGCPercent)
+	}
 	if err := run(); err != nil {
 		fmt.Fprintln(os.Stderr, "error:", err)
 		os.Exit(1)
@@ -62,6 +75,7 @@ type managerOptions struct {
 	leaseDuration, renewDeadline      time.Duration
 	retryPeriod                       time.Duration
 	watchNamespaces                   string
+	mode                              string
 }
 
 func (o *managerOptions) BindFlags(fs *flag.FlagSet) {
@@ -77,8 +91,19 @@ func (o *managerOptions) BindFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&o.leaseDuration, "leader-elect-lease-duration", 15*time.Second, "How long a leader's lease lasts; a dead leader is replaced after at most this long.")
 	fs.DurationVar(&o.renewDeadline, "leader-elect-renew-deadline", 10*time.Second, "How long the leader retries renewing before it steps down.")
 	fs.DurationVar(&o.retryPeriod, "leader-elect-retry-period", 2*time.Second, "How often candidates try to acquire or renew the lease.")
+	fs.StringVar(&o.mode, "mode", string(operator.ModeAll),
+		"What this process runs: all (reconcilers, webhooks and the push endpoint), controller (no push endpoint) or ingest (the push endpoint only, with no access to Secrets; it never leads, and --leader-elect tells it where the controllers' relay Lease is). docs/deploy.md")
 	fs.StringVar(&o.watchNamespaces, "watch-namespaces", "",
 		"Comma-separated namespaces whose PushMonitors and Secrets pushmon watches; empty: all namespaces.")
+}
+
+// runMode is --mode, checked.
+func (o *managerOptions) runMode() (operator.Mode, error) {
+	m := operator.Mode(o.mode)
+	if !slices.Contains(operator.Modes, m) {
+		return "", fmt.Errorf("--mode=%q: want one of %v", o.mode, operator.Modes)
+	}
+	return m, nil
 }
 
 // tlsOpts are the TLS options of the metrics and webhook servers.
@@ -235,17 +260,25 @@ func run() error {
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("setup")
 
-	if err := errors.Join(pushOpts.complete(), reconOpts.complete()); err != nil {
+	mode, modeErr := mgrOpts.runMode()
+	if err := errors.Join(modeErr, pushOpts.complete(), reconOpts.complete()); err != nil {
 		return err
 	}
 	namespaces := splitList(mgrOpts.watchNamespaces)
 
 	hookOpts := webhook.Options{Port: webhookOpts.port, CertDir: webhookOpts.certPath, CertName: webhookOpts.certName,
 		KeyName: webhookOpts.certKey, TLSOpts: mgrOpts.tlsOpts()}
-	webhooks, why := webhooksEnabled(&hookOpts)
+	webhooks, why := false, "--mode=ingest"
+	if mode != operator.ModeIngest {
+		webhooks, why = webhooksEnabled(&hookOpts)
+	}
 	if !webhooks {
 		log.Info("webhooks off: pods are admitted without PUSH_URL injection (docs/injection.md)", "reason", why)
 	}
+	// An ingest process never campaigns: it would win the Lease and leave
+	// nothing reconciling. Its --leader-elect only says that the
+	// controllers elect a leader, whose relay Lease it follows.
+	campaign := mgrOpts.leaderElect && mode != operator.ModeIngest
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -258,7 +291,7 @@ func run() error {
 		Metrics:                       mgrOpts.metricsServer(),
 		HealthProbeBindAddress:        mgrOpts.probeAddr,
 		PprofBindAddress:              mgrOpts.pprofAddr,
-		LeaderElection:                mgrOpts.leaderElect,
+		LeaderElection:                campaign,
 		LeaderElectionID:              "pushmon.monitoring.pushmon.dev",
 		LeaderElectionNamespace:       mgrOpts.leaderElectNamespace,
 		LeaderElectionReleaseOnCancel: true,
@@ -278,6 +311,7 @@ func run() error {
 		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap, StatusRefresh: reconOpts.statusRefresh,
 		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),
 		Webhooks: webhooks,
+		Mode:     mode,
 	})
 	if err != nil {
 		return err
@@ -285,7 +319,7 @@ func run() error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	log.Info("starting manager", "pushAddress", pushOpts.addr, "pushBaseURL", pushOpts.baseURL, "leaderElection", mgrOpts.leaderElect,
+	log.Info("starting manager", "mode", mode, "pushAddress", pushOpts.addr, "pushBaseURL", pushOpts.baseURL, "leaderElection", mgrOpts.leaderElect,
 		"webhooks", webhooks, "watchNamespaces", namespaces)
 	err = mgr.Start(ctx)
 	// After SIGTERM the manager waited for the final flush already; after a

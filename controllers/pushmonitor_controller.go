@@ -190,6 +190,12 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		}
 		result.RequeueAfter = secretConflictRetry
 		secretErr = nil
+		if m.Status.SecretName == m.DesiredSecretName() {
+			// The Secret status named is no longer this monitor's: its token
+			// works nowhere (token.Index refuses it), so it must not work
+			// through the published digest either.
+			m.Status.PushToken = nil
+		}
 	case secretErr != nil:
 		r.setReady(m, metav1.ConditionFalse, monitoringv1alpha1.SecretErrorReason, secretErr.Error())
 	default:

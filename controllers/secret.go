@@ -107,7 +107,7 @@ func (r *PushMonitorReconciler) reconcileSecret(ctx context.Context, m *monitori
 		}
 		return tokenUnchanged, nil
 	}
-	m.Status.TokenIssuedTime = issuedTime(&s)
+	publishToken(m, &s)
 	// The Secret the token moved from stays until status names the new one
 	// (deleteMovedFrom): the push endpoint takes a token from the Secret
 	// status names, so deleting it now would refuse the token until then.
@@ -204,13 +204,13 @@ func (r *PushMonitorReconciler) refreshSecret(ctx context.Context, m *monitoring
 	}
 	r.fillSecret(m, want, tok)
 	if maps.EqualFunc(want.Data, s.Data, bytes.Equal) && maps.Equal(want.Labels, s.Labels) && maps.Equal(want.Annotations, s.Annotations) {
-		m.Status.TokenIssuedTime = issuedTime(s)
+		publishToken(m, s)
 		return change, nil
 	}
 	if err := r.Patch(ctx, want, client.MergeFromWithOptions(s, client.MergeFromWithOptimisticLock{})); err != nil {
 		return tokenUnchanged, fmt.Errorf("updating Secret %q: %w", s.Name, err)
 	}
-	m.Status.TokenIssuedTime = issuedTime(want)
+	publishToken(m, want)
 	return change, nil
 }
 
@@ -246,6 +246,25 @@ func (r *PushMonitorReconciler) rotatedNote(m *monitoringv1alpha1.PushMonitor) s
 }
 
 // issuedTime is when s's token was issued: its annotation, or, for Secrets
+// publishToken mirrors what status tells of the token in s: when it was
+// issued, and the digests of the tokens that work now, which the push tier
+// looks tokens up by without reading Secrets (token.StatusIndex). A
+// previous token past its expiry is left out.
+func publishToken(m *monitoringv1alpha1.PushMonitor, s *corev1.Secret) {
+	m.Status.TokenIssuedTime = issuedTime(s)
+	tok := s.Data[token.SecretKeyToken]
+	if !token.WellFormed(string(tok)) {
+		m.Status.PushToken = nil
+		return
+	}
+	pt := &monitoringv1alpha1.PushTokenStatus{SHA256: token.Digest(string(tok))}
+	if at, ok := token.PreviousExpiry(s); ok && !at.IsZero() {
+		pt.PreviousSHA256 = s.Annotations[token.AnnotationPreviousDigest]
+		pt.PreviousExpireTime = &metav1.Time{Time: at}
+	}
+	m.Status.PushToken = pt
+}
+
 // issued before pushmon recorded it, the Secret's creation.
 func issuedTime(s *corev1.Secret) *metav1.Time {
 	if at, err := time.Parse(time.RFC3339, s.Annotations[token.AnnotationTokenIssued]); err == nil {

@@ -307,6 +307,12 @@ type PushMonitorStatus struct {
 	// +optional
 	TokenIssuedTime *metav1.Time `json:"tokenIssuedTime,omitempty"`
 
+	// pushToken identifies the push tokens that work now by their SHA-256
+	// digests (never the tokens), so that a push tier without access to
+	// Secrets can look a token up.
+	// +optional
+	PushToken *PushTokenStatus `json:"pushToken,omitempty"`
+
 	// observedGeneration is the generation of the spec last reconciled.
 	// +optional
 	ObservedGeneration int64 `json:"observedGeneration,omitempty"` //nolint:kubeapilinter // unset and 0 mean nothing reconciled yet, as everywhere in Kubernetes
@@ -397,6 +403,28 @@ func (m *PushMonitor) DeadlineFrom(anchor time.Time) time.Time {
 		return next.Add(m.GracePeriodDuration())
 	}
 	return anchor.Add(m.TimeoutDuration() + m.GracePeriodDuration())
+}
+
+// PushTokenStatus names the push tokens that work now by their digests.
+type PushTokenStatus struct {
+	// sha256 is the lowercase hex SHA-256 digest of the current token.
+	// +required
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	// +kubebuilder:validation:MinLength=64
+	// +kubebuilder:validation:MaxLength=64
+	SHA256 string `json:"sha256,omitempty"`
+
+	// previousSHA256 is the digest of the token the last rotation replaced,
+	// which keeps working until previousExpireTime.
+	// +optional
+	// +kubebuilder:validation:Pattern=`^[0-9a-f]{64}$`
+	// +kubebuilder:validation:MinLength=64
+	// +kubebuilder:validation:MaxLength=64
+	PreviousSHA256 string `json:"previousSHA256,omitempty"`
+
+	// previousExpireTime is when the previous token stops working.
+	// +optional
+	PreviousExpireTime *metav1.Time `json:"previousExpireTime,omitempty"`
 }
 
 // DesiredSecretName is spec.secretName, defaulted to <monitor-name>-push.

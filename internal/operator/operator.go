@@ -6,6 +6,7 @@ package operator
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	batchv1 "k8s.io/api/batch/v1"
@@ -20,6 +21,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
@@ -57,6 +59,8 @@ type Config struct {
 	StatusRefresh time.Duration
 	// Relay configures how replicas hand heartbeats to the leader's memory.
 	Relay RelayConfig
+	// Mode says which parts this process runs; ModeAll when empty.
+	Mode Mode
 	// Webhooks registers the webhooks on the manager's webhook server (which
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
@@ -115,8 +119,28 @@ func CacheOptions(namespaces ...string) cache.Options {
 	return o
 }
 
+// Mode says which of pushmon's parts a process runs.
+type Mode string
+
+const (
+	// ModeAll runs everything in one process: the reconcilers, the
+	// webhooks and the push endpoint (the default).
+	ModeAll Mode = "all"
+	// ModeController runs the reconcilers and the webhooks, and takes
+	// relayed heartbeats while leading, but serves no push endpoint.
+	ModeController Mode = "controller"
+	// ModeIngest serves the push endpoint only. It looks tokens up by the
+	// digests in PushMonitor status (token.StatusIndex), so it needs no
+	// access to Secrets, and never leads.
+	ModeIngest Mode = "ingest"
+)
+
+// Modes are the valid values of Config.Mode (and of --mode).
+var Modes = []Mode{ModeAll, ModeController, ModeIngest}
+
 // Running is what Setup added to the manager: the push server (whose Addr
-// tells where it listens once the manager runs) and the heartbeats it holds.
+// tells where it listens once the manager runs; nil in ModeController) and
+// the heartbeats it holds.
 type Running struct {
 	*push.Server
 	coalescer *heartbeat.Coalescer
@@ -126,13 +150,82 @@ type Running struct {
 // the manager's Start returned, whatever the reason: a manager that lost its
 // leader election returns without waiting for its runnables, and held
 // heartbeats were answered 200.
-func (r *Running) Drain(timeout time.Duration) { r.coalescer.Drain(timeout) }
+func (r *Running) Drain(timeout time.Duration) {
+	if r.coalescer != nil {
+		r.coalescer.Drain(timeout)
+	}
+}
 
-// Setup adds pushmon to mgr.
+// Setup adds pushmon's parts for cfg.Mode to mgr.
 func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) {
+	mode := cfg.Mode
+	if mode == "" {
+		mode = ModeAll
+	}
+	if !slices.Contains(Modes, mode) {
+		return nil, fmt.Errorf("unknown mode %q (one of %v)", mode, Modes)
+	}
+	live := heartbeat.NewLive()
+	if cfg.Relay.Disabled {
+		live = nil
+	}
+	var monitors monitorLookup
+	if mode == ModeIngest {
+		if err := token.SetupStatusIndex(ctx, mgr.GetFieldIndexer()); err != nil {
+			return nil, fmt.Errorf("indexing token digests: %w", err)
+		}
+		monitors = &token.StatusIndex{Reader: mgr.GetCache()}
+	} else {
+		index, err := setupController(ctx, mgr, cfg, live)
+		if err != nil {
+			return nil, err
+		}
+		monitors = index
+	}
+	if mode == ModeController {
+		return &Running{}, nil
+	}
+
+	coalescer := &heartbeat.Coalescer{
+		Writer: &heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
+		Window: cfg.HeartbeatWindow,
+		Log:    mgr.GetLogger().WithName("heartbeat"),
+	}
+	if err := mgr.Add(coalescer); err != nil {
+		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
+	}
+	pushOpts := push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns, MaxConnsPerAddr: cfg.PushMaxConnsPerAddr}
+	if live != nil {
+		fwd, err := setupForwarder(mgr, cfg.Relay, live)
+		if err != nil {
+			return nil, err
+		}
+		pushOpts.Relay = fwd
+	}
+	srv := push.New(pushOpts, monitors, coalescer, mgr.GetLogger().WithName("push"))
+	if err := mgr.Add(srv); err != nil {
+		return nil, fmt.Errorf("adding the push endpoint: %w", err)
+	}
+	if err := mgr.AddReadyzCheck("push-endpoint", srv.ReadyCheck); err != nil {
+		return nil, err
+	}
+	return &Running{Server: srv, coalescer: coalescer}, nil
+}
+
+// monitorLookup finds the monitor a token belongs to: token.Index from
+// Secrets, or token.StatusIndex from status.
+type monitorLookup interface {
+	Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.PushMonitor, error)
+}
+
+// setupController adds the controller's parts: the token index over Secrets,
+// the reconcilers and the leader's bookkeeping, the leader's end of the
+// heartbeat relay (with live; nil when the relay is off) and the webhooks.
+func setupController(ctx context.Context, mgr ctrl.Manager, cfg Config, live *heartbeat.Live) (*token.Index, error) {
 	if err := token.SetupIndex(ctx, mgr.GetFieldIndexer()); err != nil {
 		return nil, fmt.Errorf("indexing token secrets: %w", err)
 	}
+	index := &token.Index{Reader: mgr.GetCache()}
 	// Every event note is cut to what the Events API stores.
 	recorder := controllers.LimitNotes(mgr.GetEventRecorder("pushmon"))
 	r := &controllers.PushMonitorReconciler{
@@ -144,9 +237,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 		MaxConcurrentReconciles: cfg.Concurrency,
 		TokenOverlap:            cfg.TokenOverlap,
 		StatusRefresh:           cfg.StatusRefresh,
-	}
-	if !cfg.Relay.Disabled {
-		r.Live = heartbeat.NewLive()
+		Live:                    live,
 	}
 	if err := r.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the PushMonitor controller: %w", err)
@@ -158,29 +249,18 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	if err := optIn.SetupWithManager(mgr); err != nil {
 		return nil, fmt.Errorf("setting up the CronJob opt-in controller: %w", err)
 	}
-	coalescer := &heartbeat.Coalescer{
-		Writer: &heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
-		Window: cfg.HeartbeatWindow,
-		Log:    mgr.GetLogger().WithName("heartbeat"),
-	}
-	if err := mgr.Add(coalescer); err != nil {
-		return nil, fmt.Errorf("adding the heartbeat coalescer: %w", err)
-	}
-	index := &token.Index{Reader: mgr.GetCache()}
-	pushOpts := push.Options{Addr: cfg.PushAddr, Limits: cfg.PushLimits, MaxConns: cfg.PushMaxConns, MaxConnsPerAddr: cfg.PushMaxConnsPerAddr}
-	if r.Live != nil {
-		fwd, err := setupRelay(mgr, cfg.Relay, r.Live, index)
-		if err != nil {
-			return nil, err
+	if live != nil && cfg.Relay.Lease.Name != "" {
+		log := mgr.GetLogger().WithName("relay")
+		runnables := []manager.Runnable{&relay.Server{Addr: cfg.Relay.BindAddr, Live: live, Monitors: index, Log: log}}
+		if cfg.Relay.AdvertiseAddr != "" {
+			runnables = append(runnables, &relay.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(),
+				Lease: cfg.Relay.Lease, Address: cfg.Relay.AdvertiseAddr, Log: log})
 		}
-		pushOpts.Relay = fwd
-	}
-	srv := push.New(pushOpts, index, coalescer, mgr.GetLogger().WithName("push"))
-	if err := mgr.Add(srv); err != nil {
-		return nil, fmt.Errorf("adding the push endpoint: %w", err)
-	}
-	if err := mgr.AddReadyzCheck("push-endpoint", srv.ReadyCheck); err != nil {
-		return nil, err
+		for _, run := range runnables {
+			if err := mgr.Add(run); err != nil {
+				return nil, fmt.Errorf("adding the heartbeat relay: %w", err)
+			}
+		}
 	}
 	if cfg.Webhooks {
 		hooks := mgr.GetWebhookServer()
@@ -196,27 +276,19 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 			return nil, err
 		}
 	}
-	return &Running{Server: srv, coalescer: coalescer}, nil
+	return index, nil
 }
 
-// setupRelay adds what hands relayable heartbeats to the leader's memory: the
-// forwarder (every replica) and, with a Lease, the resolver of the leader's
-// address (every replica), the relay endpoint (every replica; it takes beats
-// only while leading) and the publisher of this process's address (leader).
-func setupRelay(mgr ctrl.Manager, cfg RelayConfig, live *heartbeat.Live, index *token.Index) (*relay.Forwarder, error) {
-	log := mgr.GetLogger().WithName("relay")
-	fwd := &relay.Forwarder{Live: live, Log: log}
+// setupForwarder adds what hands relayable heartbeats to the leader's
+// memory: the forwarder and, with a Lease, the resolver of the leader's
+// address (both on every replica that serves pushes).
+func setupForwarder(mgr ctrl.Manager, cfg RelayConfig, live *heartbeat.Live) (*relay.Forwarder, error) {
+	fwd := &relay.Forwarder{Live: live, Log: mgr.GetLogger().WithName("relay")}
 	if cfg.Lease.Name != "" {
 		resolver := &relay.Resolver{Reader: mgr.GetAPIReader(), Lease: cfg.Lease, Self: cfg.AdvertiseAddr}
 		fwd.Leader = resolver.Leader
-		runnables := []manager.Runnable{resolver, &relay.Server{Addr: cfg.BindAddr, Live: live, Monitors: index, Log: log}}
-		if cfg.AdvertiseAddr != "" {
-			runnables = append(runnables, &relay.Publisher{Client: mgr.GetClient(), Reader: mgr.GetAPIReader(), Lease: cfg.Lease, Address: cfg.AdvertiseAddr, Log: log})
-		}
-		for _, run := range runnables {
-			if err := mgr.Add(run); err != nil {
-				return nil, fmt.Errorf("adding the heartbeat relay: %w", err)
-			}
+		if err := mgr.Add(resolver); err != nil {
+			return nil, fmt.Errorf("adding the heartbeat relay: %w", err)
 		}
 	}
 	if err := mgr.Add(fwd); err != nil {

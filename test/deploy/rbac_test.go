@@ -132,12 +132,19 @@ func condition(o *unstructured.Unstructured, typ string) string {
 // ServiceAccount, as the API server would see a pod running under it.
 func saKubeconfig(t *testing.T) string {
 	t.Helper()
+	return saKubeconfigFor(t, managerSA)
+}
+
+// saKubeconfigFor is the admin kubeconfig impersonating ServiceAccount sa
+// of pushmon's namespace.
+func saKubeconfigFor(t *testing.T, sa string) string {
+	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(kubecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range cfg.AuthInfos {
-		a.Impersonate = "system:serviceaccount:" + namespace + ":" + managerSA
+		a.Impersonate = "system:serviceaccount:" + namespace + ":" + sa
 		a.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig")

@@ -78,6 +78,8 @@ func TestTokenRotationWithOverlap(t *testing.T) {
 	s := secretOf(g, m)
 	g.Expect(s.Annotations).To(HaveKey(token.AnnotationTokenIssued))
 	g.Expect(s.Annotations).NotTo(HaveKey(token.AnnotationPreviousDigest))
+	g.Expect(first.Status.PushToken).To(Equal(&monitoringv1alpha1.PushTokenStatus{SHA256: token.Digest(old)}),
+		"status publishes the digest the push tier looks the token up by")
 	pushOK(t, base, old)
 
 	requestRotation(t, m, "2026-03-04")
@@ -92,6 +94,14 @@ func TestTokenRotationWithOverlap(t *testing.T) {
 		g.Expect(v).NotTo(ContainSubstring(old), k)
 		g.Expect(v).NotTo(ContainSubstring(tok), k)
 	}
+	g.Eventually(func(g Gomega) {
+		pt := getMonitor(g, m).Status.PushToken
+		g.Expect(pt).NotTo(BeNil())
+		g.Expect(pt.SHA256).To(Equal(token.Digest(tok)))
+		g.Expect(pt.PreviousSHA256).To(Equal(token.Digest(old)))
+		g.Expect(pt.PreviousExpireTime).NotTo(BeNil())
+		g.Expect(pt.PreviousExpireTime.Time).To(BeTemporally("==", expires))
+	}).Should(Succeed(), "status publishes both digests during the overlap")
 
 	// Both tokens work during the overlap.
 	pushOK(t, base, tok)
