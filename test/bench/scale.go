@@ -14,14 +14,18 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
 
+// firstPushClients push every monitor's first heartbeat, each written
+// before its answer: enough in flight to keep the API server's writes busy.
+const firstPushClients = 128
+
 // scaleStep is the 100,000 monitors in one cluster (interval 1m,
 // timeout 1m, grace 30s), in five parts:
 //
 //  1. create them (the last -huge-expiring in a namespace of their own) and
 //     report the time until all are Ready and each replica's memory;
-//  2. push each once, 32 at a time: a first heartbeat moves a monitor from
-//     Pending to Up, a change that is written before its answer, so this
-//     part runs at the API server's write rate and is reported apart;
+//  2. push each once, firstPushClients at a time: a first heartbeat moves
+//     a monitor from Pending to Up, a change written before its answer, so
+//     this part runs at the API server's write rate and is reported apart;
 //  3. push every monitor once a minute, each from its own client address
 //     through the balancer, and report the answers and the API writes per
 //     second and per monitor-minute over -huge-measure (after
@@ -59,7 +63,7 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	before = apiReads()
 	start = time.Now()
 	var notOK atomic.Int64
-	if err := parallel(len(all), 32, func(i int) error {
+	if err := parallel(len(all), firstPushClients, func(i int) error {
 		code, err := pushOnce(pushAddr, all[i], i)
 		if err != nil || code != http.StatusOK {
 			notOK.Add(1)
@@ -69,7 +73,7 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 		return err
 	}
 	took = time.Since(start)
-	report("scale: every monitor's first push (Pending to Up: written before its answer), 32 clients", "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
+	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients", firstPushClients), "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
 		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK.Load())
 
 	// 3. Steady state.

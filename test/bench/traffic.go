@@ -276,7 +276,7 @@ func mutating(before, after map[string]float64) float64 {
 // runs the same load. Every monitor's first push is written (Pending to
 // Up) and is made before, unmeasured.
 func wideBurst(pushAddr, bareAddr string, toks []string, conns int, apiReads func() map[string]float64, mgrs []*replica) error {
-	if err := parallel(len(toks), 32, func(i int) error {
+	if err := parallel(len(toks), firstPushClients, func(i int) error {
 		_, err := pushOnce(pushAddr, toks[i], i)
 		return err
 	}); err != nil {
