@@ -49,7 +49,7 @@ var (
 	apiQPS       = flag.Int("kube-api-qps", 0, "--kube-api-qps given to the managers (0: the manager's default)")
 	cronJobs     = flag.Int("cronjobs", 1000, "CronJobs (each followed by a monitor) for the CronJob memory step (0 skips it)")
 	jobs         = flag.Int("jobs", 10000, "Jobs owned by those CronJobs for the CronJob memory step (0 skips it)")
-	huge         = flag.Int("huge", 0, "monitors for the scale step (the issue's 100000; 0 skips it): all Ready, then each pushed once a minute for -huge-warmup + -huge-measure, steady-state writes/s and memory")
+	huge         = flag.Int("huge", 100000, "monitors for the scale step (0 skips it): all Ready, then each pushed once a minute for -huge-warmup + -huge-measure, steady-state writes/s and memory")
 	hugeWarmup   = flag.Duration("huge-warmup", time.Minute, "pushes before the scale step measures its steady state (after every monitor's first push)")
 	hugeExpiring = flag.Int("huge-expiring", 10000, "monitors of the scale step that stop pushing together at its end (the Down delay at scale)")
 	hugeMeasure  = flag.Duration("huge-measure", 6*time.Minute, "the scale step's measurement; longer than --status-refresh (5m) so that refresh writes fall in it")

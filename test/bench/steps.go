@@ -51,7 +51,7 @@ func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n in
 	ready := func(m *monitoringv1alpha1.PushMonitor) bool {
 		return meta.IsStatusConditionTrue(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
 	}
-	if err := waitMonitors(ctx, c, n, max(10*time.Minute, time.Duration(n)*10*time.Millisecond), ready, client.InNamespace(ns.Name)); err != nil {
+	if err := waitMonitors(ctx, c, n, max(10*time.Minute, time.Duration(n)*20*time.Millisecond), ready, client.InNamespace(ns.Name)); err != nil {
 		return "", nil, err
 	}
 	var secrets corev1.SecretList

@@ -98,6 +98,14 @@ func TestIngestRunsWithoutSecrets(t *testing.T) {
 	}
 	out, err := kubectlRun([]byte(strings.Join(docs, "---\n")), "apply", "-f", "-")
 	g.Expect(err).NotTo(HaveOccurred(), out)
+	// docs/deploy.md's commands as written (the apply as a dry run).
+	out, err = kubectlRun(nil, "apply", "--server-side", "--dry-run=server", "-k", filepath.Join(root, "config", "ingest"))
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	out, _ = kubectlRun(nil, "auth", "can-i", "get", "secrets", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
+	g.Expect(strings.TrimSpace(out)).To(Equal("no"))
+	out, err = kubectlRun(nil, "auth", "can-i", "patch", "pushmonitors/status", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(strings.TrimSpace(out)).To(Equal("yes"))
 
 	buildErr := <-managerBuilt
 	managerBuilt <- buildErr
