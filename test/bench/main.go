@@ -202,20 +202,22 @@ func run() error {
 	}
 
 	// 2. Burst: conns connections pushing as fast as answers come back.
-	_, toks, err := createMonitors(ctx, c, "burst", *monitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}})
+	burstNS, toks, err := createMonitors(ctx, c, "burst", *monitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}})
 	if err != nil {
 		return err
 	}
 	monitorsSoFar += *monitors
 	// Every monitor's first push ends Pending and is written at once; the
-	// burst measures after that.
+	// burst measures once the leader has made every monitor Up.
 	if err := parallel(len(toks), 32, func(i int) error {
 		_, err := pushOnce(pushAddr, toks[i], i)
 		return err
 	}); err != nil {
 		return err
 	}
-	time.Sleep(2 * time.Second)
+	if err := waitMonitors(ctx, c, len(toks), 5*time.Minute, isUp, client.InNamespace(burstNS)); err != nil {
+		return err
+	}
 	fmt.Fprintf(os.Stderr, "burst mode: %d connections, each from its own address, over %d monitors, 1s warm-up, %v measured\n", *conns, *monitors, *loadFor)
 	bareRes := burst(bareLB.addr(), toks, *conns, time.Second, *loadFor, func(bool) {})
 	wc := &writeCounter{read: apiReads}
@@ -262,7 +264,7 @@ func run() error {
 	if *bigMonitors > 0 {
 		before := apiRequests(ctx, cfg)
 		start := time.Now()
-		_, bigToks, err := createMonitors(ctx, c, "big", *bigMonitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}})
+		bigNS, bigToks, err := createMonitors(ctx, c, "big", *bigMonitors, monitoringv1alpha1.PushMonitorSpec{Timeout: &metav1.Duration{Duration: time.Hour}})
 		if err != nil {
 			return err
 		}
@@ -272,7 +274,7 @@ func run() error {
 		time.Sleep(5 * time.Second) // settle: steady state, not the creation burst
 		report(fmt.Sprintf("manager memory with %d+%d monitors (target RSS <= 300MB)", *bigMonitors, monitorsSoFar), "%s", memory(mgrs))
 		if *wideConns > 0 {
-			if err := wideBurst(pushAddr, bareLB.addr(), bigToks, *wideConns, apiReads, mgrs); err != nil {
+			if err := wideBurst(ctx, c, bigNS, pushAddr, bareLB.addr(), bigToks, *wideConns, apiReads, mgrs); err != nil {
 				return err
 			}
 		}

@@ -45,7 +45,7 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	// 1. Created to Ready.
 	before := apiReads()
 	start := time.Now()
-	_, steady, err := createMonitors(ctx, c, "scale", n-nExp, spec)
+	steadyNS, steady, err := createMonitors(ctx, c, "scale", n-nExp, spec)
 	if err != nil {
 		return err
 	}
@@ -72,8 +72,16 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	}); err != nil {
 		return err
 	}
+	// The steady state starts once the leader has made every monitor Up
+	// (until then a push says more than status and is written).
+	if err := waitMonitors(ctx, c, n-nExp, 20*time.Minute, isUp, client.InNamespace(steadyNS)); err != nil {
+		return err
+	}
+	if err := waitMonitors(ctx, c, nExp, 20*time.Minute, isUp, client.InNamespace(expNS)); err != nil {
+		return err
+	}
 	took = time.Since(start)
-	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients", firstPushClients), "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
+	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients, until all are Up", firstPushClients), "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
 		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK.Load())
 
 	// 3. Steady state.

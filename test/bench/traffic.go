@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -14,6 +15,9 @@ import (
 	"sync"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/token"
 )
 
@@ -269,17 +273,27 @@ func mutating(before, after map[string]float64) float64 {
 	return n
 }
 
+// isUp is a monitor the leader has made Up.
+func isUp(m *monitoringv1alpha1.PushMonitor) bool {
+	return m.Status.State == monitoringv1alpha1.StateUp
+}
+
 // wideBurst is the burst mode spread over many monitors and client
 // addresses, so that no token or address exceeds the default limits (2/s
 // and a burst of 20 per token, 50/s and 100 per address): the handler's
 // throughput for traffic that is not throttled by design. The bare handler
 // runs the same load. Every monitor's first push is written (Pending to
-// Up) and is made before, unmeasured.
-func wideBurst(pushAddr, bareAddr string, toks []string, conns int, apiReads func() map[string]float64, mgrs []*replica) error {
+// Up) and is made before, unmeasured, until every monitor is Up.
+func wideBurst(ctx context.Context, c client.WithWatch, ns, pushAddr, bareAddr string, toks []string, conns int, apiReads func() map[string]float64, mgrs []*replica) error {
 	if err := parallel(len(toks), firstPushClients, func(i int) error {
 		_, err := pushOnce(pushAddr, toks[i], i)
 		return err
 	}); err != nil {
+		return err
+	}
+	// Until the leader has made a monitor Up, its pushes say more than
+	// status and are written: the burst starts once every one is Up.
+	if err := waitMonitors(ctx, c, len(toks), 10*time.Minute, isUp, client.InNamespace(ns)); err != nil {
 		return err
 	}
 	fmt.Fprintf(os.Stderr, "wide burst: %d connections, each from its own address, over %d monitors, 1s warm-up, %v measured\n", conns, len(toks), *loadFor)
