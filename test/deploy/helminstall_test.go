@@ -66,6 +66,17 @@ func TestHelmInstall(t *testing.T) {
 	crd.SetKind("CustomResourceDefinition")
 	crd.SetName(crdKey.Name)
 	g.Expect(k8sClient.Patch(ctx, crd, client.RawPatch(types.MergePatchType, adopt))).To(Succeed())
+	// Afterwards (after helm uninstall, which keeps it) the CRD is handed
+	// back: without the release's labels and annotations, which would
+	// otherwise conflict with a server-side apply of another release.
+	t.Cleanup(func() {
+		release := []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null,"app.kubernetes.io/instance":null,` +
+			`"app.kubernetes.io/name":null,"app.kubernetes.io/version":null,"helm.sh/chart":null},` +
+			`"annotations":{"meta.helm.sh/release-name":null,"meta.helm.sh/release-namespace":null,"helm.sh/resource-policy":null}}}`)
+		if err := k8sClient.Patch(ctx, crd.DeepCopy(), client.RawPatch(types.MergePatchType, release)); err != nil {
+			t.Errorf("handing the CRD back: %v", err)
+		}
+	})
 
 	out, err := helm(t, "install", installRelease, chartDir(), "--namespace", installNamespace,
 		"-f", valuesFile("ingress-tls"), "--set", "webhook.enabled=false")
@@ -130,6 +141,10 @@ func TestHelmInstall(t *testing.T) {
 		"spec":       map[string]any{"timeout": "10m"},
 	}}
 	g.Expect(k8sClient.Create(ctx, pm)).To(Succeed())
+	t.Cleanup(func() { // for -count: both outlive the release, and no garbage collector runs here
+		_ = k8sClient.Delete(ctx, pm.DeepCopy())
+		_ = k8sClient.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "nightly-push"}})
+	})
 
 	var secret corev1.Secret
 	g.Eventually(func(g Gomega) {
