@@ -8,6 +8,7 @@ CONTROLPLANE_DIR ?= $(LOCALBIN)/k8s
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen
 GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint
 CRD_REF_DOCS ?= $(LOCALBIN)/crd-ref-docs
+HELM ?= $(LOCALBIN)/helm
 # kubectl from PATH, else the one built into bin/k8s.
 KUBECTL ?= $(shell command -v kubectl 2>/dev/null || echo $(CONTROLPLANE_DIR)/kubectl)
 # envtest finds etcd and kube-apiserver here (built from source by hack/).
@@ -59,7 +60,7 @@ lint: golangci-lint ## Fail if gofmt, go vet or golangci-lint (.golangci.yml, wi
 	$(GOLANGCI_LINT) run ./...
 
 .PHONY: test
-test: controlplane lint verify-generated check-rules ## Run every test (unit and integration, -race); builds the control plane once.
+test: controlplane helm lint verify-generated check-rules ## Run every test (unit and integration, -race); builds the control plane once.
 	go test $(GO_TEST_FLAGS) -timeout $(TEST_TIMEOUT) ./...
 
 .PHONY: check-rules
@@ -94,11 +95,21 @@ fuzz: ## Run each fuzz target for FUZZTIME (default 60s); make test runs only th
 	done
 
 .PHONY: verify-generated
-verify-generated: controller-gen crd-ref-docs ## Fail if make manifests generate api-docs would change a file (committed or not).
-	@before=$$(find api config docs/api-reference.md -type f | sort | xargs sha256sum); \
-	$(MAKE) -s manifests generate api-docs >/dev/null; \
-	after=$$(find api config docs/api-reference.md -type f | sort | xargs sha256sum); \
-	[ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after"); echo "generated files are stale: run make manifests generate api-docs"; exit 1; }
+verify-generated: controller-gen crd-ref-docs ## Fail if make manifests generate api-docs chart-files would change a file (committed or not).
+	@before=$$(find api config docs/api-reference.md charts/pushmon/files -type f | sort | xargs sha256sum); \
+	$(MAKE) -s manifests generate api-docs chart-files >/dev/null; \
+	after=$$(find api config docs/api-reference.md charts/pushmon/files -type f | sort | xargs sha256sum); \
+	[ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after"); echo "generated files are stale: run make manifests generate api-docs chart-files"; exit 1; }
+
+# The chart loads these from its files/ (Helm reads nothing outside the
+# chart): the generated CRDs and ClusterRole, and the alert rules promtool
+# tests. verify-generated fails when a copy is stale.
+.PHONY: chart-files
+chart-files: ## Copy the generated CRDs, the manager's ClusterRole and the alert rules into charts/pushmon/files.
+	@rm -f charts/pushmon/files/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/pushmon/files/crds/
+	cp config/rbac/role.yaml charts/pushmon/files/rbac/role.yaml
+	cp config/prometheus/rules/pushmon.rules.yaml charts/pushmon/files/prometheus/pushmon.rules.yaml
 
 ##@ Build
 
@@ -158,6 +169,20 @@ $(CONTROLLER_GEN): hack/tools/go.mod hack/tools/go.sum
 golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint with kube-api-linter (pinned in hack/tools) into bin/.
 $(GOLANGCI_LINT): hack/tools/go.mod hack/tools/go.sum hack/tools/golangci-kal/main.go
 	cd hack/tools && go build -o $(GOLANGCI_LINT) ./golangci-kal
+
+# Helm from its Go module, with the version stamps Helm's own Makefile sets:
+# its version, and the Kubernetes version that helm template and helm lint
+# assume without a cluster (client-go's minor, v0.37 -> 1.37; unset it
+# would be 1.20).
+.PHONY: helm
+helm: $(HELM) ## Build Helm (pinned in hack/tools) into bin/.
+$(HELM): hack/tools/go.mod hack/tools/go.sum
+	cd hack/tools && v=$$(go list -m -f '{{.Version}}' helm.sh/helm/v3) && \
+	minor=$$(go list -m -f '{{.Version}}' k8s.io/client-go | cut -d. -f2) && \
+	go build -trimpath -ldflags "-X helm.sh/helm/v3/internal/version.version=$$v -X helm.sh/helm/v3/internal/version.metadata= \
+		-X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/lint/rules.k8sVersionMinor=$$minor \
+		-X helm.sh/helm/v3/pkg/chartutil.k8sVersionMajor=1 -X helm.sh/helm/v3/pkg/chartutil.k8sVersionMinor=$$minor" \
+		-o $(HELM) helm.sh/helm/v3/cmd/helm
 
 .PHONY: crd-ref-docs
 crd-ref-docs: $(CRD_REF_DOCS) ## Build crd-ref-docs (pinned in hack/tools) into bin/.
