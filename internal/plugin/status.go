@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/duration"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
@@ -194,31 +195,50 @@ func statusRow(m *monitoringv1alpha1.PushMonitor) StatusRow {
 	return r
 }
 
+// lastRun reads the last run from status, which keeps no per-run record:
+// a failure reported after the last start is that run's result, whatever
+// plain heartbeats came after it.
 func lastRun(st *monitoringv1alpha1.PushMonitorStatus) *LastRun {
 	if n := len(st.OpenRuns); n > 0 {
 		run := st.OpenRuns[n-1]
 		return &LastRun{Result: "running", StartTime: ptrTime(run.StartTime.Time), Job: st.LastRunJob}
 	}
-	if st.LastStartTime == nil && st.LastRunDuration == nil && st.LastExitCode == nil && st.LastRunJob == "" {
-		return nil
-	}
-	r := &LastRun{ExitCode: st.LastExitCode, Job: st.LastRunJob}
-	switch st.LastReportedStatus {
-	case monitoringv1alpha1.ReportedFailed:
-		r.Result = "failed"
-	case monitoringv1alpha1.ReportedDown:
-		r.Result = "down"
-	default:
-		r.Result = "succeeded"
-	}
-	if st.LastStartTime != nil {
+	r := &LastRun{Job: st.LastRunJob, Result: "succeeded"}
+	f := st.LastFailure
+	switch {
+	case st.LastStartTime != nil:
 		r.StartTime = ptrTime(st.LastStartTime.Time)
+		if f != nil && !f.Time.Before(&metav1.MicroTime{Time: st.LastStartTime.Time}) {
+			r.Result, r.ExitCode = failureResult(f), f.ExitCode
+		} else if st.LastExitCode != nil && *st.LastExitCode == 0 {
+			r.ExitCode = st.LastExitCode
+		}
+	case st.LastExitCode != nil:
+		// Exit-status pings without a start: a result, no duration.
+		r.ExitCode = st.LastExitCode
+		if *st.LastExitCode != 0 {
+			r.Result = "failed"
+		}
+		return r
+	case st.LastRunJob != "":
+		if st.LastReportedStatus != monitoringv1alpha1.ReportedUp && f != nil {
+			r.Result, r.ExitCode = failureResult(f), f.ExitCode
+		}
+	default:
+		return nil // plain heartbeats: no runs
 	}
 	if st.LastRunDuration != nil {
 		d := st.LastRunDuration.Duration
 		r.Duration = &d
 	}
 	return r
+}
+
+func failureResult(f *monitoringv1alpha1.FailureReport) string {
+	if f.Status == monitoringv1alpha1.ReportedDown {
+		return "down"
+	}
+	return "failed"
 }
 
 func printStatusTable(w io.Writer, rows []StatusRow, withNamespace, wide bool, now time.Time) error {
@@ -287,16 +307,23 @@ func until(t *time.Time, now time.Time) string {
 	return "overdue " + duration.HumanDuration(now.Sub(*t))
 }
 
-// shortDuration prints sub-second durations exactly and longer ones as
-// kubectl prints ages.
+// shortDuration prints sub-second durations in ms, others as Go does
+// without zero units: 1.5s, 1m30s, 1h, 25h.
 func shortDuration(d time.Duration) string {
-	if d < time.Second {
+	switch {
+	case d < time.Second:
 		return d.Round(time.Millisecond).String()
-	}
-	if d < time.Minute {
+	case d < time.Minute:
 		return d.Round(100 * time.Millisecond).String()
 	}
-	return duration.HumanDuration(d)
+	s := d.Round(time.Second).String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 func truncate(s string, n int) string {
