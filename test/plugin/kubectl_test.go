@@ -18,13 +18,13 @@ import (
 	"github.com/pushmon/pushmon/internal/testutil"
 )
 
-// TestKubectlPlugin builds cmd/kubectl-pushmon and runs it as users do,
+// TestKubectlPlugin builds the plugin with make plugin and runs it as users do,
 // through the real kubectl with the binary on PATH. Its log (go test -v)
 // is the sample output in docs/kubectl-plugin.md.
 func TestKubectlPlugin(t *testing.T) {
 	g := NewWithT(t)
 	dir := t.TempDir()
-	build := exec.Command("go", "build", "-o", filepath.Join(dir, "kubectl-pushmon"), "./cmd/kubectl-pushmon")
+	build := exec.Command("make", "-s", "plugin", "LOCALBIN="+dir)
 	build.Dir = filepath.Join("..", "..")
 	built, err := build.CombinedOutput()
 	g.Expect(err).NotTo(HaveOccurred(), string(built))
