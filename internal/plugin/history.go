@@ -99,7 +99,7 @@ func lastRunSection(_ context.Context, o *Options, m *monitoringv1alpha1.PushMon
 		exit = strconv.Itoa(int(*r.ExitCode))
 	}
 	if r.Duration != nil {
-		dur = shortDuration(*r.Duration)
+		dur = shortDuration(r.Duration.Duration)
 	}
 	t.rows = append(t.rows, []string{r.Result, stamp(r.StartTime, o.Now()), dur, exit, dash(r.Job)})
 	return t, nil

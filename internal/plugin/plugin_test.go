@@ -25,9 +25,9 @@ func TestLastRunString(t *testing.T) {
 	}{
 		{nil, "-"},
 		{&LastRun{Result: "running"}, "running"},
-		{&LastRun{Result: "succeeded", Duration: ptr.To(1500 * time.Millisecond)}, "succeeded in 1.5s"},
-		{&LastRun{Result: "succeeded", ExitCode: ptr.To[int32](0), Duration: ptr.To(42 * time.Millisecond)}, "succeeded in 42ms"},
-		{&LastRun{Result: "failed", ExitCode: ptr.To[int32](3), Duration: ptr.To(90 * time.Minute)}, "failed (exit 3) in 1h30m"},
+		{&LastRun{Result: "succeeded", Duration: &metav1.Duration{Duration: 1500 * time.Millisecond}}, "succeeded in 1.5s"},
+		{&LastRun{Result: "succeeded", ExitCode: ptr.To[int32](0), Duration: &metav1.Duration{Duration: 42 * time.Millisecond}}, "succeeded in 42ms"},
+		{&LastRun{Result: "failed", ExitCode: ptr.To[int32](3), Duration: &metav1.Duration{Duration: 90 * time.Minute}}, "failed (exit 3) in 1h30m"},
 		{&LastRun{Result: "failed"}, "failed"},
 	} {
 		NewWithT(t).Expect(tc.run.String()).To(Equal(tc.want))

@@ -150,11 +150,12 @@ type StatusRow struct {
 // exit status or a duration (plain heartbeats are not runs).
 type LastRun struct {
 	// Result is running, succeeded, failed or down.
-	Result    string         `json:"result"`
-	StartTime *time.Time     `json:"startTime,omitempty"`
-	Duration  *time.Duration `json:"duration,omitempty"`
-	ExitCode  *int32         `json:"exitCode,omitempty"`
-	Job       string         `json:"job,omitempty"`
+	Result    string     `json:"result"`
+	StartTime *time.Time `json:"startTime,omitempty"`
+	// Duration is a Go duration string ("1m22.5s"), as in the API.
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	ExitCode *int32           `json:"exitCode,omitempty"`
+	Job      string           `json:"job,omitempty"`
 }
 
 func statusRow(m *monitoringv1alpha1.PushMonitor) StatusRow {
@@ -228,8 +229,7 @@ func lastRun(st *monitoringv1alpha1.PushMonitorStatus) *LastRun {
 		return nil // plain heartbeats: no runs
 	}
 	if st.LastRunDuration != nil {
-		d := st.LastRunDuration.Duration
-		r.Duration = &d
+		r.Duration = st.LastRunDuration.DeepCopy()
 	}
 	return r
 }
@@ -282,7 +282,7 @@ func (r *LastRun) String() string {
 		s += fmt.Sprintf(" (exit %d)", *r.ExitCode)
 	}
 	if r.Duration != nil {
-		s += " in " + shortDuration(*r.Duration)
+		s += " in " + shortDuration(r.Duration.Duration)
 	}
 	return s
 }
