@@ -19,6 +19,7 @@ import (
 	"k8s.io/cli-runtime/pkg/genericclioptions"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
@@ -107,6 +108,9 @@ func (o *Options) Client() (client.Client, error) {
 	if err != nil {
 		return nil, err
 	}
+	// API warnings (deprecations) on stderr as kubectl prints them, not
+	// through controller-runtime's logger, which the plugin does not set up.
+	cfg.WarningHandler = rest.NewWarningWriter(o.ErrOut, rest.WarningWriterOptions{Deduplicate: true})
 	c, err := client.New(cfg, client.Options{Scheme: Scheme()})
 	if err != nil {
 		return nil, friendly(err)
