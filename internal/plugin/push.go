@@ -161,7 +161,12 @@ func (o *Options) send(ctx context.Context, f *pushFlags, name, verb string, bui
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return fmt.Errorf("%s %s to %s: %w", verb, what, base, redact(unwrapURLError(err), ps.token))
+		err = fmt.Errorf("%s %s to %s: %w", verb, what, base, redact(unwrapURLError(err), ps.token))
+		if f.baseURL == "" {
+			// The Secret's URL normally names the in-cluster Service.
+			err = fmt.Errorf("%w (outside the cluster: kubectl -n pushmon-system port-forward svc/pushmon-push 8082, then --base-url http://localhost:8082)", err)
+		}
+		return err
 	}
 	defer resp.Body.Close()
 	answer, err := io.ReadAll(io.LimitReader(resp.Body, 4096))

@@ -137,8 +137,15 @@ func TestPushAndPing(t *testing.T) {
 	g.Expect(unreachable.errOut).To(MatchRegexp(`^error: push status=up to http://` + closed + `: dial tcp .*connection refused\n$`))
 	unreachablePing := run(t, "ping", "job", "start", "-n", ns, "--base-url", "http://"+closed)
 	g.Expect(unreachablePing.code).To(Equal(1))
+	// The Secret's own URL unreachable (a laptop outside the cluster): the
+	// error says how to reach the endpoint.
+	suite.StopManager()
+	fromOutside := run(t, "push", "worker", "-n", ns)
+	g.Expect(suite.StartManager()).To(Succeed())
+	g.Expect(fromOutside.code).To(Equal(1))
+	g.Expect(fromOutside.errOut).To(MatchRegexp(`^error: push status=up to http://` + suite.PushAddr + `: dial tcp .*connection refused \(outside the cluster: kubectl -n pushmon-system port-forward svc/pushmon-push 8082, then --base-url http://localhost:8082\)\n$`))
 
-	all := []result{down, up, viaBase, start, fail, ok, bad, badSignal, unreachable, unreachablePing}
+	all := []result{down, up, viaBase, start, fail, ok, bad, badSignal, unreachable, unreachablePing, fromOutside}
 	noToken(t, tok, all...)
 	noToken(t, jobTok, all...)
 	suite.AssertTokenNowhere(t, tok, get(g, worker))
