@@ -21,8 +21,9 @@ func newRotateCommand(o *Options) *cobra.Command {
 	var noWait bool
 	var timeout time.Duration
 	cmd := &cobra.Command{
-		Use:   "rotate NAME",
-		Short: "Issue a monitor a new push token (the old one keeps working for the overlap)",
+		Use:               "rotate NAME",
+		ValidArgsFunction: o.completeNames(1),
+		Short:             "Issue a monitor a new push token (the old one keeps working for the overlap)",
 		Long: "rotate sets the annotation " + token.AnnotationRotateToken + " to a new value, which the\n" +
 			"reconciler answers with a new token in the monitor's Secret; the previous token keeps\n" +
 			"working for the manager's --token-rotation-overlap (default 24h). Pods that read PUSH_URL\n" +
@@ -101,9 +102,10 @@ func newSuspendCommand(o *Options, suspend bool) *cobra.Command {
 		use, short, done = "suspend", "Suspend a monitor: no Down transitions, no alerts (spec.suspend=true)", "suspended"
 	}
 	return &cobra.Command{
-		Use:   use + " NAME...",
-		Short: short,
-		Args:  cobra.MinimumNArgs(1),
+		Use:               use + " NAME...",
+		ValidArgsFunction: o.completeNames(0),
+		Short:             short,
+		Args:              cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			for _, name := range args {

@@ -45,9 +45,10 @@ var historySections = []historySection{
 
 func newHistoryCommand(o *Options) *cobra.Command {
 	return &cobra.Command{
-		Use:   "history NAME",
-		Short: "Show a monitor's last run, last failure and its Events, oldest first",
-		Args:  cobra.ExactArgs(1),
+		Use:               "history NAME",
+		ValidArgsFunction: o.completeNames(1),
+		Short:             "Show a monitor's last run, last failure and its Events, oldest first",
+		Args:              cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx := cmd.Context()
 			m, err := o.getMonitor(ctx, args[0])

@@ -72,6 +72,27 @@ func TestAgesAndDeadlines(t *testing.T) {
 	g.Expect(until(ptr.To(now.Add(-4*time.Hour)), now)).To(Equal("overdue 4h"))
 }
 
+func TestSendMethod(t *testing.T) {
+	g := NewWithT(t)
+	for _, tc := range []struct {
+		allowed []string
+		verb    string
+		body    bool
+		want    string
+	}{
+		{nil, "push", false, "POST"},
+		{[]string{"GET"}, "push", false, "GET"},
+		{[]string{"HEAD"}, "ping", false, "HEAD"},
+		{[]string{"GET", "HEAD"}, "ping", true, "GET"},
+		{[]string{"HEAD"}, "push", false, ""},
+		{[]string{"HEAD"}, "ping", true, ""},
+	} {
+		got, err := sendMethod(tc.allowed, served[tc.verb], tc.body)
+		g.Expect(got).To(Equal(tc.want), "%v %s", tc.allowed, tc.verb)
+		g.Expect(err != nil).To(Equal(tc.want == ""))
+	}
+}
+
 func TestRedact(t *testing.T) {
 	g := NewWithT(t)
 	tok := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -49,8 +50,9 @@ func newPushCommand(o *Options) *cobra.Command {
 	var f pushFlags
 	var status, msg, value string
 	cmd := &cobra.Command{
-		Use:   "push NAME",
-		Short: "Send one heartbeat to a monitor, as its client would (/api/push)",
+		Use:               "push NAME",
+		ValidArgsFunction: o.completeNames(1),
+		Short:             "Send one heartbeat to a monitor, as its client would (/api/push)",
 		Example: `  kubectl pushmon push nightly-backup
   kubectl pushmon push nightly-backup --status down --msg "disk full"`,
 		Args: cobra.ExactArgs(1),
@@ -84,8 +86,9 @@ func newPingCommand(o *Options) *cobra.Command {
 	var f pushFlags
 	var rid, msg string
 	cmd := &cobra.Command{
-		Use:   "ping NAME [start|fail|log|EXIT-CODE]",
-		Short: "Send a Healthchecks-style run signal to a monitor (/ping)",
+		Use:               "ping NAME [start|fail|log|EXIT-CODE]",
+		ValidArgsFunction: o.completeNames(1, "start", "fail", "log", "0"),
+		Short:             "Send a Healthchecks-style run signal to a monitor (/ping)",
 		Long: "ping sends what a Healthchecks client sends: no signal is a success, start opens a run,\n" +
 			"fail or a non-zero exit code (0-255) closes it failed, log only records --msg.",
 		Example: `  kubectl pushmon ping nightly-backup start --rid run-42
@@ -145,9 +148,13 @@ func (o *Options) send(ctx context.Context, f *pushFlags, name, verb string, bui
 	if err != nil {
 		return err
 	}
+	method, err := sendMethod(m.Spec.AllowedMethods, served[verb], body != "")
+	if err != nil {
+		return fmt.Errorf("%s to %s/%s: %w", verb, m.Namespace, m.Name, err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, f.timeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, build(base, ps.token), strings.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, method, build(base, ps.token), strings.NewReader(body))
 	if err != nil {
 		return redact(err, ps.token)
 	}
@@ -186,6 +193,27 @@ func (o *Options) send(ctx context.Context, f *pushFlags, name, verb string, bui
 	}
 }
 
+// served are the methods each route serves, in the order the plugin
+// prefers them (docs/push-endpoint.md).
+var served = map[string][]string{
+	"push": {http.MethodPost, http.MethodGet},
+	"ping": {http.MethodPost, http.MethodGet, http.MethodHead},
+}
+
+// sendMethod is the first method the route serves that the monitor's
+// spec.allowedMethods (all when empty) allow; HEAD only when no body is sent.
+func sendMethod(allowed, served []string, withBody bool) (string, error) {
+	for _, m := range served {
+		if m == http.MethodHead && withBody {
+			continue
+		}
+		if len(allowed) == 0 || slices.Contains(allowed, m) {
+			return m, nil
+		}
+	}
+	return "", fmt.Errorf("spec.allowedMethods %v allow none of %v here", allowed, served)
+}
+
 // unwrapURLError drops net/http's `Post "<url>": ` prefix, which holds the
 // token.
 func unwrapURLError(err error) error {
@@ -215,8 +243,9 @@ func redactString(s, tok string) string {
 func newURLCommand(o *Options) *cobra.Command {
 	var ping bool
 	cmd := &cobra.Command{
-		Use:   "url NAME",
-		Short: "Print a monitor's push URL (it contains the secret token)",
+		Use:               "url NAME",
+		ValidArgsFunction: o.completeNames(1),
+		Short:             "Print a monitor's push URL (it contains the secret token)",
 		Long: "url prints the push URL from the monitor's Secret on stdout, and a warning on stderr:\n" +
 			"the URL holds the token, and anyone with it can push for the monitor.",
 		Example: `  export PUSH_URL=$(kubectl pushmon url nightly-backup)

@@ -11,6 +11,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -123,4 +125,38 @@ func (o *Options) Client() (client.Client, error) {
 func (o *Options) Namespace() (string, error) {
 	ns, _, err := o.ConfigFlags.ToRawKubeConfigLoader().Namespace()
 	return ns, err
+}
+
+// completeNames completes PushMonitor names in the namespace for the first
+// n arguments (every argument when n is 0), so that `kubectl pushmon push
+// <TAB>` offers the monitors, as kubectl's own commands offer objects.
+func (o *Options) completeNames(n int, then ...string) cobra.CompletionFunc {
+	return func(cmd *cobra.Command, args []string, toComplete string) ([]cobra.Completion, cobra.ShellCompDirective) {
+		if n > 0 && len(args) >= n {
+			// Past the names: the fixed words that may follow (ping's signals).
+			if len(args) == n {
+				return then, cobra.ShellCompDirectiveNoFileComp
+			}
+			return nil, cobra.ShellCompDirectiveNoFileComp
+		}
+		c, err := o.Client()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		ns, err := o.Namespace()
+		if err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var list monitoringv1alpha1.PushMonitorList
+		if err := c.List(cmd.Context(), &list, client.InNamespace(ns)); err != nil {
+			return nil, cobra.ShellCompDirectiveError
+		}
+		var out []cobra.Completion
+		for _, m := range list.Items {
+			if strings.HasPrefix(m.Name, toComplete) && !slices.Contains(args, m.Name) {
+				out = append(out, cobra.CompletionWithDesc(m.Name, string(m.Status.State)))
+			}
+		}
+		return out, cobra.ShellCompDirectiveNoFileComp
+	}
 }

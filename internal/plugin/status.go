@@ -26,8 +26,9 @@ func newStatusCommand(o *Options) *cobra.Command {
 	var allNamespaces bool
 	var output string
 	cmd := &cobra.Command{
-		Use:   "status [NAME...]",
-		Short: "Show PushMonitors: state, last heartbeat, next expected, last run",
+		Use:               "status [NAME...]",
+		ValidArgsFunction: o.completeNames(0),
+		Short:             "Show PushMonitors: state, last heartbeat, next expected, last run",
 		Example: `  kubectl pushmon status
   kubectl pushmon status -A
   kubectl pushmon status nightly-backup -o yaml`,

@@ -120,6 +120,14 @@ func TestPushAndPing(t *testing.T) {
 	ok := mustRun(t, "ping", "job", "-n", ns)
 	suite.ExpectState(t, job, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
 
+	// A monitor that refuses POST (spec.allowedMethods) is pushed with GET.
+	getOnly, getTok := newMonitor(t, ns, "get-only", monitoringv1alpha1.PushMonitorSpec{AllowedMethods: []string{http.MethodGet}})
+	viaGet := mustRun(t, "push", "get-only", "-n", ns, "--msg", "by GET")
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, getOnly).Status.LastMessage).To(Equal("by GET"))
+	}).Should(Succeed())
+	noToken(t, getTok, viaGet)
+
 	// Refused before anything is sent.
 	bad := run(t, "push", "worker", "-n", ns, "--status", "sideways")
 	g.Expect(bad.code).To(Equal(1))
@@ -272,6 +280,24 @@ func TestHistory(t *testing.T) {
 	g.Expect(iRecovered).To(BeNumerically(">", iFailed), events)
 	g.Expect(events).To(MatchRegexp(`Warning\s+RunFailed\s+1\s+\S`))
 	noToken(t, tok, r)
+}
+
+func TestCompletion(t *testing.T) {
+	g := NewWithT(t)
+	ns := suite.NewNamespace(t)
+	newMonitor(t, ns, "alpha", monitoringv1alpha1.PushMonitorSpec{})
+	newMonitor(t, ns, "beta", monitoringv1alpha1.PushMonitorSpec{})
+
+	// cobra's __complete is what shells (and kubectl, for plugins) call:
+	// one candidate a line, "name<TAB>description", then ":<directive>".
+	r := mustRun(t, "__complete", "push", "-n", ns, "")
+	g.Expect(r.out).To(HavePrefix("alpha\tPending\nbeta\tPending\n:4\n"))
+	r = mustRun(t, "__complete", "suspend", "-n", ns, "alpha", "")
+	g.Expect(r.out).To(HavePrefix("beta\tPending\n:4\n"), "names given are not offered again")
+	r = mustRun(t, "__complete", "ping", "-n", ns, "alpha", "")
+	g.Expect(r.out).To(HavePrefix("start\nfail\nlog\n0\n:4\n"))
+	r = mustRun(t, "__complete", "url", "-n", ns, "alpha", "")
+	g.Expect(r.out).To(HavePrefix(":4\n"))
 }
 
 func TestErrors(t *testing.T) {

@@ -40,6 +40,11 @@ func TestKubectlPlugin(t *testing.T) {
 		return string(b), err
 	}
 
+	// kubectl completes a plugin's arguments through kubectl_complete-<name>
+	// (docs/kubectl-plugin.md).
+	complete := filepath.Join(dir, "kubectl_complete-pushmon")
+	g.Expect(os.WriteFile(complete, []byte("#!/bin/sh\nexec kubectl-pushmon __complete \"$@\"\n"), 0o755)).To(Succeed())
+
 	plugins, err := kubectl("plugin", "list")
 	g.Expect(err).NotTo(HaveOccurred(), plugins)
 	g.Expect(plugins).To(ContainSubstring(filepath.Join(dir, "kubectl-pushmon")))
@@ -75,6 +80,11 @@ func TestKubectlPlugin(t *testing.T) {
 	out, err = kubectl("pushmon", "ping", "etl", "2", "-n", "batch", "--msg", "upstream API timed out")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	suite.ExpectState(t, etl, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason, 10*time.Second)
+
+	out, err = kubectl("__complete", "pushmon", "push", "-n", "demo", "q")
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	// (kubectl's debug lines are on stderr, which out includes.)
+	g.Expect(out).To(ContainSubstring("\nqueue-worker\tUp\n:4\n"))
 
 	out, err = kubectl("pushmon", "status", "-n", "demo")
 	g.Expect(err).NotTo(HaveOccurred(), out)
