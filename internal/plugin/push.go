@@ -183,7 +183,8 @@ func (o *Options) send(ctx context.Context, f *pushFlags, name, verb string, bui
 	text := redactString(strings.TrimSpace(string(answer)), ps.token)
 	switch {
 	case resp.StatusCode == http.StatusOK:
-		fmt.Fprintf(o.Out, "%s %s sent to %s: %d %s\n", verb, what, ps.monitor, resp.StatusCode, text)
+		// A HEAD ping is answered without a body.
+		fmt.Fprintln(o.Out, strings.TrimSpace(fmt.Sprintf("%s %s sent to %s: %d %s", verb, what, ps.monitor, resp.StatusCode, text)))
 		return nil
 	case resp.StatusCode >= 300 && resp.StatusCode < 400:
 		return fmt.Errorf("%s %s to %s: answered %d, a redirect to %s (not followed: it would carry the token); use --base-url with the address it points to",
