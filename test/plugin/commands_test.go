@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -145,6 +146,16 @@ func TestPushAndPing(t *testing.T) {
 	g.Expect(unreachable.errOut).To(MatchRegexp(`^error: push status=up to http://` + closed + `: dial tcp .*connection refused\n$`))
 	unreachablePing := run(t, "ping", "job", "start", "-n", ns, "--base-url", "http://"+closed)
 	g.Expect(unreachablePing.code).To(Equal(1))
+	// An ingress redirecting to https: not followed (the token would go
+	// along), and the Location is printed without the token.
+	redirector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "https://push.example.com"+r.URL.RequestURI(), http.StatusPermanentRedirect)
+	}))
+	defer redirector.Close()
+	redirected := run(t, "push", "worker", "-n", ns, "--base-url", redirector.URL)
+	g.Expect(redirected.code).To(Equal(1))
+	g.Expect(redirected.errOut).To(Equal("error: push status=up to " + ns + "/worker: answered 308, a redirect to https://push.example.com/api/push/<token>?status=up (not followed: it would carry the token); use --base-url with the address it points to\n"))
+
 	// The Secret's own URL unreachable (a laptop outside the cluster): the
 	// error says how to reach the endpoint.
 	suite.StopManager()
@@ -153,7 +164,7 @@ func TestPushAndPing(t *testing.T) {
 	g.Expect(fromOutside.code).To(Equal(1))
 	g.Expect(fromOutside.errOut).To(MatchRegexp(`^error: push status=up to http://` + suite.PushAddr + `: dial tcp .*connection refused \(outside the cluster: kubectl -n pushmon-system port-forward svc/pushmon-push 8082, then --base-url http://localhost:8082\)\n$`))
 
-	all := []result{down, up, viaBase, start, fail, ok, bad, badSignal, unreachable, unreachablePing, fromOutside}
+	all := []result{down, up, viaBase, start, fail, ok, bad, badSignal, unreachable, unreachablePing, redirected, fromOutside}
 	noToken(t, tok, all...)
 	noToken(t, jobTok, all...)
 	suite.AssertTokenNowhere(t, tok, get(g, worker))
