@@ -121,6 +121,13 @@ CONTAINER_TOOL ?= docker
 build: ## Build the manager binary into bin/manager (static; the Dockerfile runs the same go build).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/manager ./cmd
 
+# kubectl pushmon: kubectl runs bin/kubectl-pushmon for `kubectl pushmon` once
+# it is on PATH (docs/kubectl-plugin.md). Not part of build, which builds what
+# the Dockerfile builds; the plugin runs on users' machines, not in the image.
+.PHONY: plugin
+plugin: ## Build the kubectl plugin into bin/kubectl-pushmon (static; docs/kubectl-plugin.md).
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/kubectl-pushmon ./cmd/kubectl-pushmon
+
 .PHONY: docker-build
 docker-build: ## Build the manager image $(IMG) from the Dockerfile (needs a running Docker engine).
 	@command -v $(CONTAINER_TOOL) >/dev/null || { echo "docker-build: '$(CONTAINER_TOOL)' not found; install Docker or set CONTAINER_TOOL (e.g. podman)" >&2; exit 1; }
