@@ -105,10 +105,11 @@ verify-generated: controller-gen crd-ref-docs ## Fail if make manifests generate
 # chart): the generated CRDs and ClusterRole, and the alert rules promtool
 # tests. verify-generated fails when a copy is stale.
 .PHONY: chart-files
-chart-files: ## Copy the generated CRDs, the manager's ClusterRole and the alert rules into charts/pushmon/files.
+chart-files: ## Copy the generated CRDs, the manager's and the ingest tier's ClusterRoles and the alert rules into charts/pushmon/files.
 	@rm -f charts/pushmon/files/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/pushmon/files/crds/
 	cp config/rbac/role.yaml charts/pushmon/files/rbac/role.yaml
+	cp config/ingest/base/role.yaml charts/pushmon/files/rbac/ingest-role.yaml
 	cp config/prometheus/rules/pushmon.rules.yaml charts/pushmon/files/prometheus/pushmon.rules.yaml
 
 ##@ Build

@@ -197,6 +197,7 @@ func TestChartFilesAreCopies(t *testing.T) {
 	g.Expect(len(copies)).To(Equal(len(crds)), "files/crds holds other CRDs than config/crd/bases: run make chart-files")
 	pairs := map[string]string{
 		filepath.Join(root, "config", "rbac", "role.yaml"):                         filepath.Join(files, "rbac", "role.yaml"),
+		filepath.Join(root, "config", "ingest", "base", "role.yaml"):               filepath.Join(files, "rbac", "ingest-role.yaml"),
 		filepath.Join(root, "config", "prometheus", "rules", "pushmon.rules.yaml"): filepath.Join(files, "prometheus", "pushmon.rules.yaml"),
 	}
 	for _, crd := range crds {
@@ -587,7 +588,7 @@ func checkIngest(t *testing.T, objs []*unstructured.Unstructured) {
 			{APIGroups: []string{"monitoring.pushmon.dev"}, Resources: []string{"pushmonitors/status"}, Verbs: []string{"get", "patch", "update"}},
 		},
 		"Role/pushmon-ingest-leases": {
-			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, ResourceNames: []string{"pushmon-relay"}, Verbs: []string{"get"}},
 		},
 		"ClusterRole/pushmon-metrics-auth-role": roles["ClusterRole/pushmon-metrics-auth-role"],
 	}))

@@ -103,7 +103,7 @@ func TestIngestRunsWithoutSecrets(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	out, _ = kubectlRun(nil, "auth", "can-i", "get", "secrets", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
 	g.Expect(strings.TrimSpace(out)).To(Equal("no"))
-	out, err = kubectlRun(nil, "auth", "can-i", "patch", "pushmonitors/status", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
+	out, err = kubectlRun(nil, "auth", "can-i", "patch", "pushmonitors", "--subresource=status", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(strings.TrimSpace(out)).To(Equal("yes"))
 
