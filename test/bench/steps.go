@@ -71,9 +71,12 @@ func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n in
 // being measured. A watch from no resourceVersion starts with the current
 // state of every monitor (as ADDED events), then follows their writes; the
 // API server may end a watch (under load it does: a watcher that falls
-// behind is closed), and the wait then resumes from the last event seen, so
-// that the bench does not list every monitor again while it measures.
+// behind is closed), and the wait then resumes from the last event seen.
+// A resumed watch has been seen to stay silent although monitors changed
+// (10,000 monitors, a loaded machine): after idle without an event the
+// wait lists them once, in pages, and watches on from that list.
 func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.Duration, done func(*monitoringv1alpha1.PushMonitor) bool, opts ...client.ListOption) error {
+	const idle = 30 * time.Second
 	seen := map[types.UID]bool{}
 	giveUp := time.After(timeout)
 	rv := "" // of the last event: a new watch resumes there instead of listing every monitor again
@@ -111,6 +114,13 @@ func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.D
 						seen[m.UID] = true
 					}
 				}
+			case <-time.After(idle):
+				fmt.Fprintf(os.Stderr, "  (no watch event for %v with %d of %d monitors done; listing them)\n", idle, len(seen), n)
+				if rv, err = listDone(ctx, c, seen, done, opts...); err != nil {
+					w.Stop()
+					return err
+				}
+				ended = true
 			case <-giveUp:
 				w.Stop()
 				return fmt.Errorf("only %d of %d monitors done after %v", len(seen), n, timeout)
@@ -120,7 +130,58 @@ func waitMonitors(ctx context.Context, c client.WithWatch, n int, timeout time.D
 		if len(seen) >= n {
 			return nil
 		}
-		fmt.Fprintf(os.Stderr, "  (the API server ended the watch with %d of %d monitors done; watching again)\n", len(seen), n)
+		fmt.Fprintf(os.Stderr, "  (the watch ended with %d of %d monitors done; watching again)\n", len(seen), n)
+	}
+}
+
+// deleteAllMonitors deletes every PushMonitor (one delete collection per
+// namespace) and waits until the API shows none.
+func deleteAllMonitors(ctx context.Context, c client.Client) error {
+	var list monitoringv1alpha1.PushMonitorList
+	if err := c.List(ctx, &list); err != nil {
+		return err
+	}
+	nss := map[string]bool{}
+	for _, m := range list.Items {
+		nss[m.Namespace] = true
+	}
+	for ns := range nss {
+		if err := c.DeleteAllOf(ctx, &monitoringv1alpha1.PushMonitor{}, client.InNamespace(ns)); err != nil {
+			return err
+		}
+	}
+	fmt.Fprintf(os.Stderr, "deleted the %d monitors of the steps so far\n", len(list.Items))
+	for deadline := time.Now().Add(2 * time.Minute); ; {
+		if err := c.List(ctx, &list, client.Limit(1)); err != nil {
+			return err
+		}
+		if len(list.Items) == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("monitors still listed 2m after their delete")
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// listDone adds the monitors selected by opts that are done to seen, listing
+// them in pages of 500, and returns the list's resourceVersion.
+func listDone(ctx context.Context, c client.Client, seen map[types.UID]bool, done func(*monitoringv1alpha1.PushMonitor) bool, opts ...client.ListOption) (string, error) {
+	cont := ""
+	for {
+		var list monitoringv1alpha1.PushMonitorList
+		if err := c.List(ctx, &list, append(append([]client.ListOption{}, opts...), client.Limit(500), client.Continue(cont))...); err != nil {
+			return "", err
+		}
+		for i := range list.Items {
+			if done(&list.Items[i]) {
+				seen[list.Items[i].UID] = true
+			}
+		}
+		if cont = list.Continue; cont == "" {
+			return list.ResourceVersion, nil
+		}
 	}
 }
 
