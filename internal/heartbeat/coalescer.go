@@ -185,6 +185,9 @@ func (c *Coalescer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		e.mu.Unlock()
 		return nil
 	}
+	if e.held != nil && !e.held.Time.After(hb.Time) {
+		hb = fold(hb, *e.held) // the held one is dropped once hb is written
+	}
 	guard := e.guardLocked(m, hb)
 	e.mu.Unlock()
 	err := c.Writer.Record(ctx, guard, hb)
@@ -264,10 +267,16 @@ func (e *entry) dueLocked(now time.Time, m *monitoringv1alpha1.PushMonitor, hb H
 }
 
 // holdLocked keeps hb to be written at the window's end, unless a newer
-// heartbeat is held already.
+// heartbeat is held already; either way the held one carries the newest
+// down report of the two (fold).
 func (e *entry) holdLocked(c *Coalescer, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) {
-	if e.held != nil && e.held.Time.After(hb.Time) {
-		return
+	if e.held != nil {
+		if e.held.Time.After(hb.Time) {
+			newest := fold(*e.held, hb) // hb is older: only its failure, if any, is kept
+			e.held = &newest
+			return
+		}
+		hb = fold(hb, *e.held)
 	}
 	e.held = &hb
 	// What a flush needs of the monitor: identity, timing, state (the

@@ -990,3 +990,106 @@ func TestCoalescerPushDuringFlushIsHeld(t *testing.T) {
 	g.Expect(s.written()[2].at.Sub(flushStart)).To(Equal(window))
 	g.Expect(s.inRecord()).To(Equal([]bool{true, false, false}))
 }
+
+// A down report held in its window is not lost when a newer push replaces
+// it: the push written next carries it (Folded), newest first, and a down
+// report written itself carries nothing (it is the newest failure).
+func TestCoalescerFoldsHeldDownReports(t *testing.T) {
+	g := NewWithT(t)
+	s := &fakeSink{}
+	clk := newClock()
+	c := newCoalescer(s, time.Minute, clk)
+	m := newMonitor("u1", time.Hour, time.Hour)
+	ctx := pushContext()
+
+	g.Expect(c.Record(ctx, m, down(clk, "disk-full"))).To(Succeed()) // a change: written
+	// The cache then shows the monitor Down.
+	m = withStatus(m, monitoringv1alpha1.StateDown, monitoringv1alpha1.ReportedDown,
+		metav1.ConditionFalse, monitoringv1alpha1.DownReportedReason, stamp(clk))
+	clk.Step(time.Millisecond)
+	g.Expect(c.Record(ctx, m, down(clk, "disk full on /var"))).To(Succeed()) // held
+	clk.Step(time.Millisecond)
+	newest := down(clk, "disk full on /var, still")
+	g.Expect(c.Record(ctx, m, newest)).To(Succeed()) // replaces it
+	g.Expect(heldMessage(c, m.UID)).To(Equal(newest.Message))
+	clk.Step(time.Millisecond)
+	g.Expect(c.Record(ctx, m, up(clk, "fixed"))).To(Succeed()) // a change: written
+	g.Expect(s.messages()).To(Equal([]string{"disk-full", "fixed"}))
+	written := s.written()
+	g.Expect(written[0].hb.Folded).To(BeNil())
+	g.Expect(written[1].hb.Folded).To(HaveValue(Equal(newest)), "the newest held down report rides on the up push")
+	g.Expect(heldMessage(c, m.UID)).To(BeEmpty())
+}
+
+func TestFold(t *testing.T) {
+	clk := newClock()
+	d1 := down(clk, "d1")
+	clk.Step(time.Second)
+	d2 := down(clk, "d2")
+	clk.Step(time.Second)
+	u3 := up(clk, "u3")
+	clk.Step(time.Second)
+	u4 := up(clk, "u4")
+	carrying := func(hb, d Heartbeat) Heartbeat { hb.Folded = &d; return hb }
+	for _, c := range []struct {
+		name         string
+		newer, older Heartbeat
+		want         *Heartbeat
+	}{
+		{"up over down", u3, d2, &d2},
+		{"up over up", u4, u3, nil},
+		{"down over down: the newer is the failure", d2, d1, nil},
+		{"up over an up carrying a down", u4, carrying(u3, d2), &d2},
+		{"the newest of what both carry", carrying(u4, d1), carrying(u3, d2), &d2},
+		{"what newer carries, if newer", carrying(u4, d2), carrying(u3, d1), &d2},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got := fold(c.newer, c.older)
+			g := NewWithT(t)
+			g.Expect(got.Message).To(Equal(c.newer.Message))
+			if c.want == nil {
+				g.Expect(got.Folded).To(BeNil())
+			} else {
+				g.Expect(got.Folded).To(HaveValue(Equal(*c.want)))
+			}
+		})
+	}
+}
+
+func TestKeptFailure(t *testing.T) {
+	clk := newClock()
+	older := down(clk, "older")
+	clk.Step(time.Second)
+	newer := down(clk, "newer")
+	stored := func(hb Heartbeat, shown bool) *monitoringv1alpha1.PushMonitorStatus {
+		f := failureOf(hb)
+		f.Shown = shown
+		return &monitoringv1alpha1.PushMonitorStatus{LastFailure: f}
+	}
+	for _, c := range []struct {
+		name      string
+		st        *monitoringv1alpha1.PushMonitorStatus
+		hb        Heartbeat
+		want      string // the message kept; "" for none
+		wantShown bool
+	}{
+		{"none stored", &monitoringv1alpha1.PushMonitorStatus{}, newer, "newer", false},
+		{"newer than an unshown one", stored(older, false), newer, "newer", false},
+		{"newer than a shown one: the same episode, no second event", stored(older, true), newer, "newer", true},
+		{"older than the stored one", stored(newer, false), older, "", false},
+		{"the stored one itself", stored(newer, true), newer, "", false},
+		{"not a down report", &monitoringv1alpha1.PushMonitorStatus{}, up(clk, "fine"), "", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := NewWithT(t)
+			got := keptFailure(c.st, c.hb)
+			if c.want == "" {
+				g.Expect(got).To(BeNil())
+				return
+			}
+			g.Expect(got).NotTo(BeNil())
+			g.Expect(got.Message).To(Equal(c.want))
+			g.Expect(got.Shown).To(Equal(c.wantShown))
+		})
+	}
+}

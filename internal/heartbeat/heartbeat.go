@@ -57,6 +57,30 @@ type Heartbeat struct {
 	Message string
 	// Value is the client's numeric value as sent; empty if none.
 	Value string
+	// Folded is the newest down report this heartbeat replaced while the
+	// coalescer held them (it keeps one heartbeat a window), or nil. It is
+	// written with this heartbeat, into lastFailure only, so that status
+	// shows the newest failure a client sent.
+	Folded *Heartbeat
+}
+
+// fold returns newer carrying the newest down report among older, what older
+// carries, and what newer carries already: the coalescer calls it when newer
+// replaces older, so that no down report is lost with it. A newer that is a
+// down report itself carries nothing: it is the newest failure.
+func fold(newer, older Heartbeat) Heartbeat {
+	if newer.Status == monitoringv1alpha1.ReportedDown {
+		newer.Folded = nil
+		return newer
+	}
+	for _, c := range []*Heartbeat{&older, older.Folded} {
+		if c != nil && c.Status == monitoringv1alpha1.ReportedDown && (newer.Folded == nil || c.Time.After(newer.Folded.Time)) {
+			d := *c
+			d.Folded = nil
+			newer.Folded = &d
+		}
+	}
+	return newer
 }
 
 // Now is the current time at the precision status keeps.
@@ -71,18 +95,25 @@ func Superseded(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
 	return st.LastHeartbeatTime != nil && !hb.Time.After(st.LastHeartbeatTime.Time)
 }
 
-// newerFailure reports whether hb, superseded by a newer heartbeat, is a
-// failure that must still be kept: none is kept yet, or the one kept has not
-// been shown and hb is newer (the leader shows the newest). A failure kept
-// and shown already covers hb: a replica holds a down report only while the
-// monitor is Down as far as it knows, so hb repeated a failure the leader
-// showed (writing it would raise a second DownReported for one episode).
-func newerFailure(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) bool {
+// keptFailure is what status.lastFailure becomes for down report hb that a
+// newer heartbeat superseded (held through an outage, stamped before another
+// replica's, or folded into a newer one by the coalescer), or nil when the
+// stored failure stays: hb is kept when it is newer than the stored one. It
+// keeps the stored one's Shown: a replica holds or folds a down report only
+// while the monitor is Down as far as it knows, so hb belongs to the episode
+// a shown failure was shown for, and showing it again would raise a second
+// DownReported for that episode. The message is the newest all the same.
+func keptFailure(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) *monitoringv1alpha1.FailureReport {
 	if hb.Status != monitoringv1alpha1.ReportedDown {
-		return false
+		return nil
 	}
 	f := st.LastFailure
-	return f == nil || !f.Shown && hb.Time.After(f.Time.Time)
+	if f != nil && !hb.Time.After(f.Time.Time) {
+		return nil
+	}
+	kept := failureOf(hb)
+	kept.Shown = f != nil && f.Shown
+	return kept
 }
 
 // failureOf is what status keeps of a failure report.

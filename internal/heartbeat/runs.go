@@ -54,8 +54,8 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 		// the run of results in a row: it extends that run when it agrees
 		// with the stored result, and changes nothing when it does not.
 		failed := hb.Kind == KindFail || hb.Status == monitoringv1alpha1.ReportedDown
-		if failed && newerFailure(st, hb) {
-			st.LastFailure = failureOf(hb) // shown by the leader, though superseded
+		if kept := keptFailure(st, hb); failed && kept != nil {
+			st.LastFailure = kept // shown by the leader, though superseded
 		}
 		switch {
 		case failed && st.LastReportedStatus != monitoringv1alpha1.ReportedUp && st.ConsecutiveFailures > 0:

@@ -55,12 +55,15 @@ func (w *Writer) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, 
 		switch {
 		case !Superseded(&cur.Status, hb):
 			err = w.patchHeartbeat(ctx, cur, hb)
-		case newerFailure(&cur.Status, hb):
+		case keptFailure(&cur.Status, hb) != nil:
 			// A down report a newer heartbeat superseded (held through an
 			// outage, or stamped before another replica's): the heartbeat
 			// fields stay, but the failure is kept, so that the leader
 			// shows it (Down, then Recovered) rather than lose it.
-			err = w.patchFailure(ctx, cur, hb)
+			err = w.patchFailure(ctx, cur, keptFailure(&cur.Status, hb))
+		case hb.Folded != nil && keptFailure(&cur.Status, *hb.Folded) != nil:
+			// Superseded, but carrying a newer failure than status shows.
+			err = w.patchFailure(ctx, cur, keptFailure(&cur.Status, *hb.Folded))
 		default:
 			return nil
 		}
@@ -89,16 +92,20 @@ const maxCountedAttempts = 5
 
 // patchFailure writes only status.lastFailure, guarded by the uid and by
 // the lastFailure cur shows (compare-and-swap, as for heartbeats).
-func (w *Writer) patchFailure(ctx context.Context, cur *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
+func (w *Writer) patchFailure(ctx context.Context, cur *monitoringv1alpha1.PushMonitor, kept *monitoringv1alpha1.FailureReport) error {
+	return w.patch(ctx, cur, append([]patchOp{{Op: "test", Path: "/metadata/uid", Value: cur.UID}}, failureOps(cur, kept)...))
+}
+
+// failureOps replace the lastFailure cur shows with kept, guarded by it.
+func failureOps(cur *monitoringv1alpha1.PushMonitor, kept *monitoringv1alpha1.FailureReport) []patchOp {
 	var stored any // JSON null: absent
 	if f := cur.Status.LastFailure; f != nil {
 		stored = f
 	}
-	return w.patch(ctx, cur, []patchOp{
-		{Op: "test", Path: "/metadata/uid", Value: cur.UID},
+	return []patchOp{
 		{Op: "test", Path: "/status/lastFailure", Value: stored},
-		{Op: "add", Path: "/status/lastFailure", Value: failureOf(hb)},
-	})
+		{Op: "add", Path: "/status/lastFailure", Value: kept},
+	}
 }
 
 // patchHeartbeat writes hb with a JSON patch of the heartbeat fields only,
@@ -124,6 +131,12 @@ func (w *Writer) patchHeartbeat(ctx context.Context, cur *monitoringv1alpha1.Pus
 		// Kept after later successes, so that the leader shows this report
 		// even if an up push supersedes it before any leader evaluates it.
 		ops = append(ops, patchOp{Op: "add", Path: "/status/lastFailure", Value: failureOf(hb)})
+	} else if hb.Folded != nil {
+		// A down report this one replaced in the coalescer: its failure
+		// is kept, though its heartbeat fields are not.
+		if kept := keptFailure(&cur.Status, *hb.Folded); kept != nil {
+			ops = append(ops, failureOps(cur, kept)...)
+		}
 	}
 	if cur.Status.State == monitoringv1alpha1.StateUp && !cur.Spec.Suspend && hb.Status == monitoringv1alpha1.ReportedUp &&
 		cur.Spec.CronJobRef == nil { // a followed CronJob's schedule is known to the reconciler only

@@ -160,7 +160,6 @@ func run() error {
 		"the bare handler as %d process(es) behind another", *replicas, filepath.Base(mgrPath), *replicas)
 	fmt.Fprintln(os.Stderr, "pushmon bench: "+setup)
 	report("setup", "%s", setup)
-	monitorsSoFar := 0
 
 	// 1. Realistic traffic: each monitor pushed once per interval,
 	// staggered, each client from its own address over a new connection.
@@ -179,7 +178,6 @@ func run() error {
 		if err != nil {
 			return err
 		}
-		monitorsSoFar += n
 		wc := &writeCounter{read: apiReads}
 		pmRes := realistic(pushAddr, toks, iv, iv, *rDuration, wc.mark)
 		mem := memory(mgrs)
@@ -206,7 +204,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	monitorsSoFar += *monitors
 	// Every monitor's first push ends Pending and is written at once; the
 	// burst measures once the leader has made every monitor Up.
 	if err := parallel(len(toks), 32, func(i int) error {
@@ -243,7 +240,6 @@ func run() error {
 		}
 		single = append(single, d...)
 	}
-	monitorsSoFar += *downRuns
 	report(fmt.Sprintf("Down after deadline, one monitor, p50 of %d (target <= 100ms)", len(single)), "%v", pct(single, 50))
 
 	// 4. N monitors expiring together vs N plain merge patches.
@@ -252,7 +248,6 @@ func run() error {
 	if err != nil {
 		return err
 	}
-	monitorsSoFar += *monitors
 	base, err := baselinePatches(ctx, c, *monitors, 32)
 	if err != nil {
 		return err
@@ -265,7 +260,6 @@ func run() error {
 	if err := deleteAllMonitors(ctx, c); err != nil {
 		return err
 	}
-	monitorsSoFar = 0
 
 	// 5. Many monitors: time until every Secret is issued, and memory.
 	if *bigMonitors > 0 {
@@ -279,7 +273,7 @@ func run() error {
 		printRequests(fmt.Sprintf("the %d-monitor step", *bigMonitors), before, apiRequests(ctx, cfg), float64(*bigMonitors)/10)
 		report(fmt.Sprintf("%d monitors: created to all Ready (target <= 60s)", *bigMonitors), "%v", took.Round(100*time.Millisecond))
 		time.Sleep(5 * time.Second) // settle: steady state, not the creation burst
-		report(fmt.Sprintf("manager memory with %d monitors (target RSS <= 300MB)", *bigMonitors+monitorsSoFar), "%s", memory(mgrs))
+		report(fmt.Sprintf("manager memory with %d monitors (target RSS <= 300MB)", *bigMonitors), "%s", memory(mgrs))
 		if *wideConns > 0 {
 			if err := wideBurst(ctx, c, bigNS, pushAddr, bareLB.addr(), bigToks, *wideConns, apiReads, mgrs); err != nil {
 				return err

@@ -158,3 +158,31 @@ func TestSupersededDownReportIsStillShown(t *testing.T) {
 	g.Expect(got.Status.LastMessage).To(Equal("fixed"), "the heartbeat fields did not move back")
 	g.Expect(got.Status.LastFailure.Message).To(Equal("disk-full"))
 }
+
+// lastFailure is the newest failure a client reported: a second down report
+// within the window of the first (held by the coalescer while the monitor
+// is Down) and then an up report leave the second one's message in
+// lastFailure, with one DownReported and one Recovered event for the
+// episode.
+func TestNewestFailureOfAnEpisodeIsKept(t *testing.T) {
+	g := NewWithT(t)
+	m := monitor(newNamespace(t), "two-downs", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "status=down&msg=disk-full")
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, 10*time.Second)
+	mustPush(t, tok, "status=down&msg=disk+full+on+%2Fvar")
+	mustPush(t, tok, "status=up&msg=fixed")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
+
+	g.Eventually(func(g Gomega) {
+		f := getMonitor(g, m).Status.LastFailure
+		g.Expect(f).NotTo(BeNil())
+		g.Expect(f.Message).To(Equal("disk full on /var"))
+	}).WithTimeout(15 * time.Second).Should(Succeed())
+	g.Consistently(func(g Gomega) {
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.DownReportedReason))).To(Equal(1))
+		g.Expect(occurrences(events(g, m, monitoringv1alpha1.RecoveredReason))).To(Equal(1))
+		g.Expect(getMonitor(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp))
+		g.Expect(getMonitor(g, m).Status.LastMessage).To(Equal("fixed"))
+	}).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+}
