@@ -41,12 +41,18 @@ func newProjector(mgr manager.Manager, cfg Config) (*projector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("creating the webhook certificate cache: %w", err)
 	}
-	// Added as a cache, it runs on every replica, leader or not.
-	if err := mgr.Add(c); err != nil {
+	// A bare cache would run on the leader only (the manager's default for
+	// a runnable that does not say); every replica needs this one.
+	if err := mgr.Add(everyReplica{c}); err != nil {
 		return nil, fmt.Errorf("adding the webhook certificate cache: %w", err)
 	}
 	return &projector{cfg: cfg, cache: c, log: mgr.GetLogger().WithName("webhook-certs")}, nil
 }
+
+// everyReplica runs a cache on every replica, as cert-controller's own.
+type everyReplica struct{ cache.Cache }
+
+func (everyReplica) NeedLeaderElection() bool { return false }
 
 // NeedLeaderElection is false: every replica serves with the certificate.
 func (p *projector) NeedLeaderElection() bool { return false }
