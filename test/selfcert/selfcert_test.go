@@ -138,6 +138,7 @@ func TestSelfIssuedCertificates(t *testing.T) {
 	out, err := kubectlRun(nil, "apply", "-k", filepath.Join(root, "config", "default-selfcert"))
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).NotTo(ContainSubstring("cert-manager"))
+	g.Expect(out).NotTo(ContainSubstring("Warning")) // Pod Security included
 	g.Eventually(func(g Gomega) {
 		var crd apiextensionsv1.CustomResourceDefinition
 		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: "pushmonitors.monitoring.pushmon.dev"}, &crd)).To(Succeed())
@@ -156,7 +157,8 @@ func TestSelfIssuedCertificates(t *testing.T) {
 	started := time.Now()
 	for i := range 2 {
 		r := &replica{probe: freeAddr(t)}
-		_, port, _ := net.SplitHostPort(freeAddr(t))
+		// The webhook server listens on every interface: a port free on all.
+		_, port, _ := net.SplitHostPort(freeAddr(t, ":0"))
 		r.webhookPort, _ = strconv.Atoi(port)
 		r.webhook = net.JoinHostPort(host, port)
 		r.proc, err = testutil.Start(managerBin,
@@ -198,26 +200,53 @@ func TestSelfIssuedCertificates(t *testing.T) {
 		}
 	}).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
 	t.Logf("CA injected and both replicas ready %v after start", time.Since(started).Round(100*time.Millisecond))
-	pool := x509.NewCertPool()
-	g.Expect(pool.AppendCertsFromPEM(ca)).To(BeTrue())
 	for _, r := range replicas {
-		conn, err := tls.Dial("tcp", r.webhook, &tls.Config{RootCAs: pool, ServerName: service + "." + namespace + ".svc", MinVersion: tls.VersionTLS12})
-		g.Expect(err).NotTo(HaveOccurred(), "replica at %s", r.webhook)
-		conn.Close()
+		g.Expect(servesFor(r.webhook, ca)).To(Succeed(), "replica at %s", r.webhook)
 	}
+	rejectsBadSchedule(ctx, g)
 
-	// The validating webhook refuses a monitor the CRD's schema lets pass,
-	// with its message. A few calls, so both endpoints are likely asked.
-	for i := range 4 {
-		bad := &monitoringv1alpha1.PushMonitor{
-			ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("bad-%d", i), Namespace: "default"},
-			Spec:       monitoringv1alpha1.PushMonitorSpec{Schedule: "61 * * * *"},
+	// Renewal: a Secret whose certificate is gone or invalid (here: emptied,
+	// the rotator's check on its watch and every 12h is the same) gets a new
+	// CA and certificate; both replicas serve the new one without a restart
+	// and the webhook configurations trust it.
+	g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(&secret), &secret)).To(Succeed())
+	secret.Data = nil
+	g.Expect(k8sClient.Update(ctx, &secret)).To(Succeed())
+	renewed := time.Now()
+	g.Eventually(func(g Gomega) {
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(&secret), &secret)).To(Succeed())
+		newCA := secret.Data["ca.crt"]
+		g.Expect(newCA).NotTo(BeEmpty())
+		g.Expect(newCA).NotTo(Equal(ca))
+		g.Expect(caBundles(ctx, g)).To(HaveEach(Equal(newCA)))
+		for _, r := range replicas {
+			g.Expect(servesFor(r.webhook, newCA)).To(Succeed(), "replica at %s", r.webhook)
 		}
-		err := k8sClient.Create(ctx, bad)
-		g.Expect(err).To(MatchError(SatisfyAll(
-			ContainSubstring(`admission webhook "vpushmonitor.pushmon.dev" denied the request`),
-			ContainSubstring(`spec.schedule: Invalid value: "61 * * * *"`))))
+	}).WithTimeout(time.Minute).WithPolling(200 * time.Millisecond).Should(Succeed())
+	t.Logf("re-issued and served by both replicas %v after the Secret was emptied", time.Since(renewed).Round(100*time.Millisecond))
+	rejectsBadSchedule(ctx, g)
+	ca = secret.Data["ca.crt"]
+
+	// Applying the install again (an upgrade, GitOps) keeps the issued
+	// Secret and the injected CA: neither apply owns those fields. A
+	// caBundle someone removes anyway is put back.
+	for _, args := range [][]string{
+		{"apply", "-k", filepath.Join(root, "config", "default-selfcert")},
+		{"apply", "--server-side", "--force-conflicts", "-k", filepath.Join(root, "config", "default-selfcert")},
+	} {
+		out, err := kubectlRun(nil, args...)
+		g.Expect(err).NotTo(HaveOccurred(), out)
+		g.Expect(k8sClient.Get(ctx, client.ObjectKeyFromObject(&secret), &secret)).To(Succeed())
+		g.Expect(secret.Data["ca.crt"]).To(Equal(ca), "%v", args)
+		g.Expect(caBundles(ctx, g)).To(HaveEach(Equal(ca)), "%v", args)
 	}
+	var v admissionv1.ValidatingWebhookConfiguration
+	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: validating}, &v)).To(Succeed())
+	v.Webhooks[0].ClientConfig.CABundle = nil
+	g.Expect(k8sClient.Update(ctx, &v)).To(Succeed())
+	g.Eventually(func(g Gomega) {
+		g.Expect(caBundles(ctx, g)).To(HaveEach(Equal(ca)))
+	}).WithPolling(100 * time.Millisecond).Should(Succeed())
 
 	// The Pod webhook injects PUSH_URL into a pod that opts in, once the
 	// monitor's Secret exists.
@@ -242,6 +271,35 @@ func TestSelfIssuedCertificates(t *testing.T) {
 	for i, r := range replicas {
 		g.Expect(r.proc.Out.String()).NotTo(ContainSubstring("forbidden"), "replica %d", i)
 	}
+}
+
+// rejectsBadSchedule: the validating webhook refuses a monitor the CRD's
+// schema lets pass, with its message. A few calls, so that both endpoints
+// are likely asked.
+func rejectsBadSchedule(ctx context.Context, g Gomega) {
+	for range 4 {
+		bad := &monitoringv1alpha1.PushMonitor{
+			ObjectMeta: metav1.ObjectMeta{GenerateName: "bad-", Namespace: "default"},
+			Spec:       monitoringv1alpha1.PushMonitorSpec{Schedule: "61 * * * *"},
+		}
+		g.Expect(k8sClient.Create(ctx, bad)).To(MatchError(SatisfyAll(
+			ContainSubstring(`admission webhook "vpushmonitor.pushmon.dev" denied the request`),
+			ContainSubstring(`spec.schedule: Invalid value: "61 * * * *"`))))
+	}
+}
+
+// servesFor checks that the webhook server at addr presents a certificate
+// that ca signed for the Service's DNS name: what the API server checks.
+func servesFor(addr string, ca []byte) error {
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(ca) {
+		return errors.New("no CA certificate")
+	}
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: service + "." + namespace + ".svc", MinVersion: tls.VersionTLS12})
+	if err != nil {
+		return err
+	}
+	return conn.Close()
 }
 
 // withoutProbeFailures drops the line the manager logs for each failed
@@ -331,8 +389,13 @@ func saKubeconfig(t *testing.T) string {
 	return path
 }
 
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+// freeAddr is a free address of the form of on (default 127.0.0.1:0).
+func freeAddr(t *testing.T, on ...string) string {
+	addr := "127.0.0.1:0"
+	if len(on) > 0 {
+		addr = on[0]
+	}
+	l, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
