@@ -13,7 +13,7 @@ type recordURL struct{ got *http.Request }
 
 func (r *recordURL) RoundTrip(req *http.Request) (*http.Response, error) {
 	r.got = req
-	return &http.Response{StatusCode: http.StatusOK}, nil
+	return &http.Response{StatusCode: http.StatusOK, Body: http.NoBody}, nil
 }
 
 // The selector is what lets RBAC grant list and watch by resourceNames.
@@ -35,8 +35,9 @@ func TestNameSelector(t *testing.T) {
 			next := &recordURL{}
 			req, err := http.NewRequest(tc.method, tc.url, nil)
 			g.Expect(err).NotTo(HaveOccurred())
-			_, err = nameSelector{next: next, names: map[string]string{secrets: "cert"}}.RoundTrip(req)
+			resp, err := nameSelector{next: next, names: map[string]string{secrets: "cert"}}.RoundTrip(req)
 			g.Expect(err).NotTo(HaveOccurred())
+			resp.Body.Close()
 			if tc.wantQuery == "" {
 				g.Expect(next.got.URL.String()).To(Equal(tc.url))
 				return

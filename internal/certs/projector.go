@@ -113,7 +113,8 @@ func writeIfChanged(path string, data []byte) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	defer os.Remove(tmp.Name()) //nolint:errcheck // gone after the rename; a leftover only on failure
+	// Gone after the rename; removes a leftover only on failure.
+	defer os.Remove(tmp.Name())
 	if _, err := tmp.Write(data); err != nil {
 		tmp.Close()
 		return false, err
