@@ -3,6 +3,8 @@ package certs
 import (
 	"errors"
 	"net/http"
+	"os"
+	"path/filepath"
 	"testing"
 
 	. "github.com/onsi/gomega"
@@ -67,4 +69,39 @@ func TestGateReadyOnlyOnceStarted(t *testing.T) {
 	g.Expect(registered).To(Equal(1))
 	// From then on the server's own check answers.
 	g.Expect(gate.ReadyCheck(nil)).To(MatchError("server not serving"))
+}
+
+func TestWritePair(t *testing.T) {
+	g := NewWithT(t)
+	dir := t.TempDir()
+	read := func(name string) string {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		g.Expect(err).NotTo(HaveOccurred())
+		return string(b)
+	}
+	changed, err := writePair(dir, map[string][]byte{"tls.crt": []byte("crt1"), "tls.key": []byte("key1")})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	g.Expect(read("tls.crt") + read("tls.key")).To(Equal("crt1key1"))
+
+	changed, err = writePair(dir, map[string][]byte{"tls.crt": []byte("crt1"), "tls.key": []byte("key1")})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeFalse())
+
+	changed, err = writePair(dir, map[string][]byte{"tls.crt": []byte("crt2"), "tls.key": []byte("key2")})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(changed).To(BeTrue())
+	g.Expect(read("tls.crt") + read("tls.key")).To(Equal("crt2key2"))
+	// The files are links into the one current directory; the previous
+	// directory is gone.
+	entries, err := os.ReadDir(dir)
+	g.Expect(err).NotTo(HaveOccurred())
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	g.Expect(names).To(ConsistOf("..data", HavePrefix("..issued-"), "tls.crt", "tls.key"))
+	link, err := os.Readlink(filepath.Join(dir, "tls.key"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(link).To(Equal(filepath.Join("..data", "tls.key")))
 }

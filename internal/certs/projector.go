@@ -86,41 +86,72 @@ func (p *projector) write(obj any) {
 		p.log.Error(err, "cannot write the webhook certificate", "dir", p.cfg.CertDir)
 		return
 	}
-	// The key first: the certificate's appearance is what the rotator
-	// waits for, and by then the key beside it must be there.
-	for _, f := range []struct {
-		name string
-		data []byte
-	}{{p.cfg.KeyName, key}, {p.cfg.CertName, crt}} {
-		changed, err := writeIfChanged(filepath.Join(p.cfg.CertDir, f.name), f.data)
-		if err != nil {
-			p.log.Error(err, "cannot write the webhook certificate", "dir", p.cfg.CertDir)
-			return
-		}
-		if changed {
-			p.log.Info("wrote the webhook serving certificate from its Secret", "file", f.name, "secret", p.cfg.Secret.String())
-		}
+	changed, err := writePair(p.cfg.CertDir, map[string][]byte{p.cfg.CertName: crt, p.cfg.KeyName: key})
+	if err != nil {
+		p.log.Error(err, "cannot write the webhook certificate", "dir", p.cfg.CertDir)
+		return
+	}
+	if changed {
+		p.log.Info("wrote the webhook serving certificate from its Secret", "dir", p.cfg.CertDir, "secret", p.cfg.Secret.String())
 	}
 }
 
-// writeIfChanged replaces path with data through a rename, so that a reader
-// sees the old file or the new one, never half of it.
-func writeIfChanged(path string, data []byte) (bool, error) {
-	if old, err := os.ReadFile(path); err == nil && bytes.Equal(old, data) {
+// dataLink is the symlink to the directory holding the current files.
+const dataLink = "..data"
+
+// writePair puts files into dir the way the kubelet fills a Secret volume:
+// into a new directory that one rename of the symlink dir/..data makes
+// current, with dir/<name> a symlink to ..data/<name>. The certificate
+// watcher so never reads a certificate and a key of two different
+// issues, as two renames of plain files would let it between them.
+func writePair(dir string, files map[string][]byte) (bool, error) {
+	same := true
+	for name, data := range files {
+		if old, err := os.ReadFile(filepath.Join(dir, name)); err != nil || !bytes.Equal(old, data) {
+			same = false
+		}
+	}
+	if same {
 		return false, nil
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
+	tmp, err := os.MkdirTemp(dir, "..issued-")
 	if err != nil {
 		return false, err
 	}
-	// Gone after the rename; removes a leftover only on failure.
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(tmp, name), data, 0o600); err != nil {
+			os.RemoveAll(tmp) // best effort: the error returned matters more
+			return false, err
+		}
+	}
+	previous, _ := os.Readlink(filepath.Join(dir, dataLink))
+	if err := replaceSymlink(filepath.Base(tmp), filepath.Join(dir, dataLink)); err != nil {
+		os.RemoveAll(tmp) // best effort: the error returned matters more
 		return false, err
 	}
-	if err := tmp.Close(); err != nil {
-		return false, err
+	for name := range files {
+		target := filepath.Join(dataLink, name)
+		if cur, err := os.Readlink(filepath.Join(dir, name)); err == nil && cur == target {
+			continue
+		}
+		if err := replaceSymlink(target, filepath.Join(dir, name)); err != nil {
+			return false, err
+		}
 	}
-	return true, os.Rename(tmp.Name(), path)
+	if previous != "" && previous != filepath.Base(tmp) {
+		if err := os.RemoveAll(filepath.Join(dir, previous)); err != nil {
+			return true, err
+		}
+	}
+	return true, nil
+}
+
+// replaceSymlink points path at target in one rename.
+func replaceSymlink(target, path string) error {
+	tmp := path + ".tmp"
+	_ = os.Remove(tmp) // a leftover of a crash between these two steps
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
