@@ -29,6 +29,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
+	"github.com/pushmon/pushmon/internal/certs"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
 	"github.com/pushmon/pushmon/internal/push"
@@ -124,6 +125,12 @@ func (o *managerOptions) leaseNamespace() string {
 	if o.leaderElectNamespace != "" {
 		return o.leaderElectNamespace
 	}
+	return podNamespace()
+}
+
+// podNamespace is the namespace of the pod's ServiceAccount, as
+// controller-runtime finds it; "" outside a pod.
+func podNamespace() string {
 	b, err := os.ReadFile("/var/run/secrets/kubernetes.io/serviceaccount/namespace")
 	if err != nil {
 		return ""
@@ -233,13 +240,66 @@ func (o *reconcilerOptions) complete() error {
 type webhookOptions struct {
 	certPath, certName, certKey string
 	port                        int
+	// certMode is where the serving certificate comes from: certModeCertManager
+	// (mounted into certPath by someone else) or certModeSelf (issued by the
+	// manager into certSecret, internal/certs).
+	certMode                     string
+	certSecret, certNamespace    string
+	service                      string
+	mutatingName, validatingName string
 }
+
+const (
+	certModeCertManager = "cert-manager"
+	certModeSelf        = "self"
+)
 
 func (o *webhookOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.certPath, "webhook-cert-path", "", "Directory of the webhook's serving certificate (default: controller-runtime's, <tmp>/k8s-webhook-server/serving-certs). Without a certificate there the Pod webhook is off.")
 	fs.StringVar(&o.certName, "webhook-cert-name", "tls.crt", "File name of the webhook certificate in --webhook-cert-path.")
 	fs.StringVar(&o.certKey, "webhook-cert-key", "tls.key", "File name of the webhook key in --webhook-cert-path.")
 	fs.IntVar(&o.port, "webhook-port", 9443, "Port the webhook server listens on (all interfaces).")
+	// cert-manager by default: config/default mounts cert-manager's
+	// certificate and grants no rights on the Secret self mode writes.
+	fs.StringVar(&o.certMode, "webhook-cert-mode", certModeCertManager,
+		"Where the webhook serving certificate comes from: cert-manager (a certificate mounted at --webhook-cert-path; any provider will do) or self (the manager issues and renews it into --webhook-cert-secret and injects its CA into the webhook configurations).")
+	fs.StringVar(&o.certSecret, "webhook-cert-secret", "pushmon-webhook-server-cert", "With --webhook-cert-mode=self: the Secret (which must exist) holding the CA and the serving certificate.")
+	fs.StringVar(&o.certNamespace, "webhook-cert-namespace", "", "With --webhook-cert-mode=self: namespace of --webhook-cert-secret and --webhook-service; default the pod's namespace.")
+	fs.StringVar(&o.service, "webhook-service", "pushmon-webhook-service", "With --webhook-cert-mode=self: the Service the API server calls the webhooks through; the certificate names <service>.<namespace>.svc.")
+	fs.StringVar(&o.mutatingName, "webhook-mutating-configuration", "pushmon-mutating-webhook-configuration",
+		"With --webhook-cert-mode=self: the MutatingWebhookConfiguration whose caBundle the manager keeps; empty: none.")
+	fs.StringVar(&o.validatingName, "webhook-validating-configuration", "pushmon-validating-webhook-configuration",
+		"With --webhook-cert-mode=self: the ValidatingWebhookConfiguration whose caBundle the manager keeps; empty: none.")
+}
+
+func (o *webhookOptions) complete() error {
+	if o.certMode != certModeCertManager && o.certMode != certModeSelf {
+		return fmt.Errorf("--webhook-cert-mode must be %s or %s, not %q", certModeCertManager, certModeSelf, o.certMode)
+	}
+	return nil
+}
+
+// selfCerts is the configuration of self-issued certificates, nil in
+// cert-manager mode; o.certPath must be filled in (webhooksEnabled).
+func (o *webhookOptions) selfCerts() (*certs.Config, error) {
+	if o.certMode != certModeSelf {
+		return nil, nil
+	}
+	ns := o.certNamespace
+	if ns == "" {
+		ns = podNamespace()
+	}
+	if ns == "" {
+		return nil, errors.New("--webhook-cert-mode=self needs --webhook-cert-namespace outside a pod")
+	}
+	if o.certSecret == "" || o.service == "" {
+		return nil, errors.New("--webhook-cert-mode=self needs --webhook-cert-secret and --webhook-service")
+	}
+	return &certs.Config{
+		Secret:  types.NamespacedName{Namespace: ns, Name: o.certSecret},
+		Service: o.service, MutatingWebhook: o.mutatingName, ValidatingWebhook: o.validatingName,
+		CertDir: o.certPath, CertName: o.certName, KeyName: o.certKey,
+	}, nil
 }
 
 func run() error {
@@ -261,19 +321,28 @@ func run() error {
 	log := ctrl.Log.WithName("setup")
 
 	mode, modeErr := mgrOpts.runMode()
-	if err := errors.Join(modeErr, pushOpts.complete(), reconOpts.complete()); err != nil {
+	if err := errors.Join(modeErr, pushOpts.complete(), reconOpts.complete(), webhookOpts.complete()); err != nil {
 		return err
 	}
 	namespaces := splitList(mgrOpts.watchNamespaces)
 
 	hookOpts := webhook.Options{Port: webhookOpts.port, CertDir: webhookOpts.certPath, CertName: webhookOpts.certName,
 		KeyName: webhookOpts.certKey, TLSOpts: mgrOpts.tlsOpts()}
+	selfCerts := webhookOpts.certMode == certModeSelf
 	webhooks, why := false, "--mode=ingest"
 	if mode != operator.ModeIngest {
-		webhooks, why = webhooksEnabled(&hookOpts)
+		webhooks, why = webhooksEnabled(&hookOpts, selfCerts)
 	}
 	if !webhooks {
 		log.Info("webhooks off: pods are admitted without PUSH_URL injection (docs/injection.md)", "reason", why)
+	}
+	webhookOpts.certPath = hookOpts.CertDir
+	var certsCfg *certs.Config
+	if webhooks {
+		var err error
+		if certsCfg, err = webhookOpts.selfCerts(); err != nil {
+			return err
+		}
 	}
 	// An ingest process never campaigns: it would win the Lease and leave
 	// nothing reconciling. Its --leader-elect only says that the
@@ -310,8 +379,8 @@ func run() error {
 		PushLimits: pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
 		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap, StatusRefresh: reconOpts.statusRefresh,
 		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),
-		Webhooks: webhooks,
-		Mode:     mode,
+		Webhooks: webhooks, SelfCerts: certsCfg,
+		Mode: mode,
 	})
 	if err != nil {
 		return err
@@ -320,7 +389,7 @@ func run() error {
 		return err
 	}
 	log.Info("starting manager", "mode", mode, "pushAddress", pushOpts.addr, "pushBaseURL", pushOpts.baseURL, "leaderElection", mgrOpts.leaderElect,
-		"webhooks", webhooks, "watchNamespaces", namespaces)
+		"webhooks", webhooks, "webhookCertMode", webhookOpts.certMode, "watchNamespaces", namespaces)
 	err = mgr.Start(ctx)
 	// After SIGTERM the manager waited for the final flush already; after a
 	// lost leader election it did not (controller-runtime gives runnables no
@@ -385,14 +454,18 @@ func checkLimits(l push.Limits, maxConns, maxConnsPerAddr int) error {
 // webhooksEnabled follows kubebuilder's convention: webhooks are served
 // unless ENABLE_WEBHOOKS=false, and only when their certificate exists, so
 // that the manager also runs where no certificate was provisioned (make run,
-// make demo, a cluster without cert-manager). It fills in the default
-// certificate directory and says why webhooks are off.
-func webhooksEnabled(o *webhook.Options) (bool, string) {
+// make demo, a cluster without cert-manager). With self-issued certificates
+// (self) the manager writes the certificate there itself, later. It fills
+// in the default certificate directory and says why webhooks are off.
+func webhooksEnabled(o *webhook.Options, self bool) (bool, string) {
 	if os.Getenv("ENABLE_WEBHOOKS") == "false" {
 		return false, "ENABLE_WEBHOOKS=false"
 	}
 	if o.CertDir == "" {
 		o.CertDir = filepath.Join(os.TempDir(), "k8s-webhook-server", "serving-certs")
+	}
+	if self {
+		return true, ""
 	}
 	for _, f := range []string{o.CertName, o.KeyName} {
 		if _, err := os.Stat(filepath.Join(o.CertDir, f)); err != nil {

@@ -17,12 +17,14 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
+	"github.com/pushmon/pushmon/internal/certs"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/push"
@@ -65,6 +67,10 @@ type Config struct {
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
 	Webhooks bool
+	// SelfCerts, with Webhooks, makes the manager issue its own serving
+	// certificate (internal/certs) and start the webhook server once it
+	// exists; nil: the certificate is provided (cert-manager).
+	SelfCerts *certs.Config
 }
 
 // RelayConfig configures the heartbeat relay (internal/relay).
@@ -263,20 +269,46 @@ func setupController(ctx context.Context, mgr ctrl.Manager, cfg Config, live *he
 		}
 	}
 	if cfg.Webhooks {
-		hooks := mgr.GetWebhookServer()
-		hooks.Register(inject.Path, &webhook.Admission{Handler: &inject.PodInjector{
-			Reader:   mgr.GetClient(),
-			Decoder:  admission.NewDecoder(mgr.GetScheme()),
-			Recorder: recorder,
-		}})
-		if err := validation.Setup(mgr); err != nil {
-			return nil, fmt.Errorf("setting up the PushMonitor validating webhook: %w", err)
+		// Registering the webhooks adds the webhook server to the manager.
+		register := func() (healthz.Checker, error) {
+			hooks := mgr.GetWebhookServer()
+			hooks.Register(inject.Path, &webhook.Admission{Handler: &inject.PodInjector{
+				Reader:   mgr.GetClient(),
+				Decoder:  admission.NewDecoder(mgr.GetScheme()),
+				Recorder: recorder,
+			}})
+			if err := validation.Setup(mgr); err != nil {
+				return nil, fmt.Errorf("setting up the PushMonitor validating webhook: %w", err)
+			}
+			return hooks.StartedChecker(), nil
 		}
-		if err := mgr.AddReadyzCheck("webhook", hooks.StartedChecker()); err != nil {
+		check, err := webhookServer(mgr, cfg.SelfCerts, register)
+		if err != nil {
+			return nil, err
+		}
+		if err := mgr.AddReadyzCheck("webhook", check); err != nil {
 			return nil, err
 		}
 	}
 	return index, nil
+}
+
+// webhookServer registers the webhooks now, or with self-issued
+// certificates once this replica's certificate exists (certs.Gate), and
+// returns the webhook server's readiness check.
+func webhookServer(mgr ctrl.Manager, self *certs.Config, register func() (healthz.Checker, error)) (healthz.Checker, error) {
+	if self == nil {
+		return register()
+	}
+	ready, err := certs.Setup(mgr, *self)
+	if err != nil {
+		return nil, err
+	}
+	gate := &certs.Gate{Ready: ready, Register: register}
+	if err := mgr.Add(gate); err != nil {
+		return nil, fmt.Errorf("adding the webhook server's start: %w", err)
+	}
+	return gate.ReadyCheck, nil
 }
 
 // setupForwarder adds what hands relayable heartbeats to the leader's
