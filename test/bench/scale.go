@@ -14,6 +14,10 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
 
+// scalePoll is how often the scale step lists its monitors while it waits
+// for them (pollMonitors).
+const scalePoll = 20 * time.Second
+
 // firstPushClients push every monitor's first heartbeat, each written
 // before its answer: enough in flight to keep the API server's writes busy.
 const firstPushClients = 128
@@ -45,16 +49,16 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	// 1. Created to Ready.
 	before := apiReads()
 	start := time.Now()
-	steadyNS, steady, err := createMonitors(ctx, c, "scale", n-nExp, spec)
+	steadyNS, steady, err := createMonitors(ctx, c, "scale", n-nExp, spec, scalePoll)
 	if err != nil {
 		return err
 	}
-	expNS, expiring, err := createMonitors(ctx, c, "scale-exp", nExp, spec)
+	expNS, expiring, err := createMonitors(ctx, c, "scale-exp", nExp, spec, scalePoll)
 	if err != nil {
 		return err
 	}
 	took := time.Since(start)
-	report(fmt.Sprintf("scale: %d monitors created to all Ready", n), "%v (%.0f API writes/s)", took.Round(time.Second),
+	report(fmt.Sprintf("scale: %d monitors created to all Ready (listed every %v)", n, scalePoll), "%v (%.0f API writes/s)", took.Round(time.Second),
 		mutating(before, apiReads())/took.Seconds())
 	report(fmt.Sprintf("scale: manager memory with %d more monitors, before pushes", n), "%s", memory(mgrs))
 	all := append(append([]string(nil), steady...), expiring...)
@@ -74,10 +78,10 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	}
 	// The steady state starts once the leader has made every monitor Up
 	// (until then a push says more than status and is written).
-	if err := waitMonitors(ctx, c, n-nExp, 20*time.Minute, isUp, client.InNamespace(steadyNS)); err != nil {
+	if err := pollMonitors(ctx, c, n-nExp, 20*time.Minute, scalePoll, isUp, client.InNamespace(steadyNS)); err != nil {
 		return err
 	}
-	if err := waitMonitors(ctx, c, nExp, 20*time.Minute, isUp, client.InNamespace(expNS)); err != nil {
+	if err := pollMonitors(ctx, c, nExp, 20*time.Minute, scalePoll, isUp, client.InNamespace(expNS)); err != nil {
 		return err
 	}
 	took = time.Since(start)

@@ -41,28 +41,40 @@ func createNamespaceOfMonitors(ctx context.Context, c client.Client, prefix stri
 }
 
 // createMonitors creates n monitors of spec in a new namespace and returns
-// the namespace and the monitors' tokens (in the order of their names)
-// once every one is Ready.
-func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n int, spec monitoringv1alpha1.PushMonitorSpec) (string, []string, error) {
+// the namespace and the monitors' tokens once every one is Ready (watched,
+// or with poll every poll[0] when given: see pollMonitors).
+func createMonitors(ctx context.Context, c client.WithWatch, prefix string, n int, spec monitoringv1alpha1.PushMonitorSpec, poll ...time.Duration) (string, []string, error) {
 	ns, err := createNamespaceOfMonitors(ctx, c, prefix, n, spec)
 	if err != nil {
 		return "", nil, err
 	}
-	ready := func(m *monitoringv1alpha1.PushMonitor) bool {
-		return meta.IsStatusConditionTrue(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
+	timeout := max(10*time.Minute, time.Duration(n)*20*time.Millisecond)
+	if len(poll) > 0 {
+		err = pollMonitors(ctx, c, n, timeout, poll[0], isReady, client.InNamespace(ns.Name))
+	} else {
+		err = waitMonitors(ctx, c, n, timeout, isReady, client.InNamespace(ns.Name))
 	}
-	if err := waitMonitors(ctx, c, n, max(10*time.Minute, time.Duration(n)*20*time.Millisecond), ready, client.InNamespace(ns.Name)); err != nil {
-		return "", nil, err
-	}
-	var secrets corev1.SecretList
-	if err := c.List(ctx, &secrets, client.InNamespace(ns.Name)); err != nil {
+	if err != nil {
 		return "", nil, err
 	}
 	var toks []string
-	for _, s := range secrets.Items {
-		toks = append(toks, string(s.Data[token.SecretKeyToken]))
+	for cont := ""; ; {
+		var secrets corev1.SecretList
+		if err := c.List(ctx, &secrets, client.InNamespace(ns.Name), client.Limit(1000), client.Continue(cont)); err != nil {
+			return "", nil, err
+		}
+		for _, s := range secrets.Items {
+			toks = append(toks, string(s.Data[token.SecretKeyToken]))
+		}
+		if cont = secrets.Continue; cont == "" {
+			return ns.Name, toks, nil
+		}
 	}
-	return ns.Name, toks, nil
+}
+
+// isReady is a monitor whose token is issued (Ready=True).
+func isReady(m *monitoringv1alpha1.PushMonitor) bool {
+	return meta.IsStatusConditionTrue(m.Status.Conditions, monitoringv1alpha1.ReadyCondition)
 }
 
 // waitMonitors waits until n monitors selected by opts are done. It
@@ -162,6 +174,29 @@ func deleteAllMonitors(ctx context.Context, c client.Client) error {
 			return fmt.Errorf("monitors still listed 2m after their delete")
 		}
 		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+// pollMonitors waits until n monitors selected by opts are done, listing
+// them in pages every interval. At 100,000 monitors a watch does not work
+// for this: the API server's watch cache holds too few events to resume a
+// watch that fell behind, and every new watch starts by sending every
+// monitor, which loads the API server more than an occasional list.
+func pollMonitors(ctx context.Context, c client.Client, n int, timeout, interval time.Duration, done func(*monitoringv1alpha1.PushMonitor) bool, opts ...client.ListOption) error {
+	giveUp := time.Now().Add(timeout)
+	for {
+		seen := map[types.UID]bool{}
+		if _, err := listDone(ctx, c, seen, done, opts...); err != nil {
+			return err
+		}
+		if len(seen) >= n {
+			return nil
+		}
+		if time.Now().After(giveUp) {
+			return fmt.Errorf("only %d of %d monitors done after %v", len(seen), n, timeout)
+		}
+		fmt.Fprintf(os.Stderr, "  (%d of %d monitors done)\n", len(seen), n)
+		time.Sleep(interval)
 	}
 }
 
