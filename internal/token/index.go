@@ -88,13 +88,9 @@ type Index struct {
 // Lookup returns the monitor whose Secret holds tok, or ErrUnknown. The
 // returned monitor is shared with the cache and must not be modified.
 func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.PushMonitor, error) {
-	if !WellFormed(tok) {
+	d, now, ok := lookupKey(tok, i.Clock)
+	if !ok {
 		return nil, ErrUnknown
-	}
-	d := Digest(tok)
-	now := time.Now()
-	if i.Clock != nil {
-		now = i.Clock.Now()
 	}
 	var secrets corev1.SecretList
 	if err := i.Reader.List(ctx, &secrets,
@@ -143,6 +139,19 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 		return nil, ErrUnknown
 	}
 	return found, nil
+}
+
+// lookupKey is what a lookup of tok needs: its digest and the time on clk
+// (the real clock when nil) that previous tokens expire by; ok is false for
+// a malformed token, which is answered as an unknown one.
+func lookupKey(tok string, clk clock.PassiveClock) (digest string, now time.Time, ok bool) {
+	if !WellFormed(tok) {
+		return "", time.Time{}, false
+	}
+	if clk == nil {
+		clk = clock.RealClock{}
+	}
+	return Digest(tok), clk.Now(), true
 }
 
 // ControllingMonitor is the owner reference of the PushMonitor that controls

@@ -50,13 +50,9 @@ type StatusIndex struct {
 // ErrUnknown. The returned monitor is shared with the cache and must not be
 // modified.
 func (i *StatusIndex) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.PushMonitor, error) {
-	if !WellFormed(tok) {
+	d, now, ok := lookupKey(tok, i.Clock)
+	if !ok {
 		return nil, ErrUnknown
-	}
-	d := Digest(tok)
-	now := time.Now()
-	if i.Clock != nil {
-		now = i.Clock.Now()
 	}
 	var monitors monitoringv1alpha1.PushMonitorList
 	if err := i.Reader.List(ctx, &monitors, client.MatchingFields{StatusDigestField: d}, client.UnsafeDisableDeepCopy); err != nil {

@@ -20,7 +20,6 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/metrics"
@@ -87,19 +86,9 @@ func TestIngestRunsWithoutSecrets(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 	_, objs := renderIngest(t)
-	var docs []string
-	for _, o := range objs {
-		switch o.GetKind() {
-		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
-			b, err := yaml.Marshal(o.Object)
-			g.Expect(err).NotTo(HaveOccurred())
-			docs = append(docs, string(b))
-		}
-	}
-	out, err := kubectlRun([]byte(strings.Join(docs, "---\n")), "apply", "-f", "-")
-	g.Expect(err).NotTo(HaveOccurred(), out)
+	applyRBAC(t, objs)
 	// docs/deploy.md's commands as written (the apply as a dry run).
-	out, err = kubectlRun(nil, "apply", "--server-side", "--dry-run=server", "-k", filepath.Join(root, "config", "ingest"))
+	out, err := kubectlRun(nil, "apply", "--server-side", "--dry-run=server", "-k", filepath.Join(root, "config", "ingest"))
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	out, _ = kubectlRun(nil, "auth", "can-i", "get", "secrets", "-A", "--as=system:serviceaccount:pushmon-system:pushmon-ingest")
 	g.Expect(strings.TrimSpace(out)).To(Equal("no"))

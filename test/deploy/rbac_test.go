@@ -4,8 +4,6 @@ import (
 	"context"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -15,7 +13,6 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
-	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/yaml"
 
@@ -31,17 +28,7 @@ func TestManagerRunsUnderItsRBAC(t *testing.T) {
 	g := NewWithT(t)
 	ctx := context.Background()
 
-	var docs []string
-	for _, o := range objects {
-		switch o.GetKind() {
-		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
-			b, err := yaml.Marshal(o.Object)
-			g.Expect(err).NotTo(HaveOccurred())
-			docs = append(docs, string(b))
-		}
-	}
-	out, err := kubectlRun([]byte(strings.Join(docs, "---\n")), "apply", "-f", "-")
-	g.Expect(err).NotTo(HaveOccurred(), out)
+	applyRBAC(t, objects)
 
 	buildErr := <-managerBuilt
 	managerBuilt <- buildErr // for a rerun with -count
@@ -139,22 +126,27 @@ func saKubeconfig(t *testing.T) string {
 // of pushmon's namespace.
 func saKubeconfigFor(t *testing.T, sa string) string {
 	t.Helper()
-	cfg, err := clientcmd.LoadFromFile(kubecfg)
-	if err != nil {
-		t.Fatal(err)
+	return impersonating(t, namespace, sa)
+}
+
+// applyRBAC applies, for real, the ServiceAccounts and RBAC objects among
+// objs.
+func applyRBAC(t *testing.T, objs []*unstructured.Unstructured) {
+	t.Helper()
+	var docs []string
+	for _, o := range objs {
+		switch o.GetKind() {
+		case "ServiceAccount", "Role", "RoleBinding", "ClusterRole", "ClusterRoleBinding":
+			b, err := yaml.Marshal(o.Object)
+			if err != nil {
+				t.Fatal(err)
+			}
+			docs = append(docs, string(b))
+		}
 	}
-	for _, a := range cfg.AuthInfos {
-		a.Impersonate = "system:serviceaccount:" + namespace + ":" + sa
-		a.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+	if out, err := kubectlRun([]byte(strings.Join(docs, "---\n")), "apply", "-f", "-"); err != nil {
+		t.Fatalf("applying RBAC: %v\n%s", err, out)
 	}
-	path := filepath.Join(t.TempDir(), "kubeconfig")
-	if err := clientcmd.WriteToFile(*cfg, path); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.Chmod(path, 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
 }
 
 func freeAddr(t *testing.T) string {
