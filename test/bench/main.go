@@ -166,20 +166,23 @@ func run() error {
 	if n := *rMonitors; n > 0 {
 		iv := *rInterval
 		fmt.Fprintf(os.Stderr, "realistic mode: %d clients, each pushing once per %v (%.0f pushes/s), %v warm-up, %v measured\n",
-			n, iv, float64(n)/iv.Seconds(), iv, *rDuration)
+			n, iv, float64(n)/iv.Seconds(), 3*iv, *rDuration)
 		fake := make([]string, n) // the bare handler ignores the path; same length as a token
 		for i := range fake {
 			fake[i] = fmt.Sprintf("%043d", i)
 		}
-		bareRes := realistic(bareLB.addr(), fake, iv, iv, *rDuration, func(bool) {})
+		bareRes := realistic(bareLB.addr(), fake, iv, 3*iv, *rDuration, func(bool) {})
 		ns, toks, err := createMonitors(ctx, c, "realistic", n, monitoringv1alpha1.PushMonitorSpec{
 			Interval: &metav1.Duration{Duration: iv}, Timeout: &metav1.Duration{Duration: iv},
 			GracePeriod: &metav1.Duration{Duration: iv / 2}})
 		if err != nil {
 			return err
 		}
+		// Three intervals of warm-up: every monitor's first push is a
+		// change (Pending to Up) written twice (the push, then the leader),
+		// and on a loaded machine those writes outlast one interval.
 		wc := &writeCounter{read: apiReads}
-		pmRes := realistic(pushAddr, toks, iv, iv, *rDuration, wc.mark)
+		pmRes := realistic(pushAddr, toks, iv, 3*iv, *rDuration, wc.mark)
 		mem := memory(mgrs)
 		printRequests("the realistic mode's measurement", wc.before, wc.after, 10)
 		what := fmt.Sprintf("%d monitors, interval %v, timeout %v, grace %v; one push per monitor per interval (%.0f/s)", n, iv, iv, iv/2, float64(n)/iv.Seconds())
