@@ -1,6 +1,7 @@
 package deploy
 
 import (
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -151,4 +152,72 @@ func TestChartSelfCertNames(t *testing.T) {
 		g.Expect(slices.ContainsFunc(c.Args, func(a string) bool { return strings.HasPrefix(a, "--webhook-") })).
 			To(BeFalse(), "%v: %v", args, c.Args)
 	}
+}
+
+// TestChartSelfCertMatchesConfigDefaultSelfcert: with webhook.certs.mode=self
+// (release "pushmon") the chart renders the objects config/default-selfcert
+// does, content included, normalised as in TestChartMatchesConfigDefault,
+// and beyond that:
+//   - the chart's name flags are dropped when they say what the manager's
+//     defaults say (--webhook-cert-secret, --webhook-service, both
+//     configurations) or the pod's namespace (--webhook-cert-namespace),
+//     which config/selfcert leaves to the defaults;
+//   - readOnly: false on a volume mount (config/selfcert's patch spells out
+//     the default).
+func TestChartSelfCertMatchesConfigDefaultSelfcert(t *testing.T) {
+	g := NewWithT(t)
+	b, err := render(filepath.Join(root, "config", "default-selfcert"))
+	g.Expect(err).NotTo(HaveOccurred())
+	kustomize, err := decode(b)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, chart := renderChart(t, chartRelease, chartNamespace, "--set", "webhook.certs.mode=self")
+
+	redundant := map[string]bool{
+		"--webhook-cert-secret=pushmon-webhook-server-cert":                           true,
+		"--webhook-cert-namespace=" + chartNamespace:                                  true,
+		"--webhook-service=pushmon-webhook-service":                                   true,
+		"--webhook-mutating-configuration=pushmon-mutating-webhook-configuration":     true,
+		"--webhook-validating-configuration=pushmon-validating-webhook-configuration": true,
+	}
+	want := map[string]map[string]any{}
+	for _, o := range kustomize {
+		if o.GetKind() != "Namespace" {
+			want[objectKey(o)] = withoutDefaults(t, normalise(o, nil), nil)
+		}
+	}
+	got := map[string]map[string]any{}
+	for _, o := range chart {
+		got[objectKey(o)] = withoutDefaults(t, normalise(o, nil), redundant)
+	}
+	g.Expect(slices.Sorted(maps.Keys(got))).To(Equal(slices.Sorted(maps.Keys(want))), "the chart and config/default-selfcert render different objects")
+	for k, w := range want {
+		g.Expect(got[k]).To(Equal(w), "%s differs between the chart (self mode) and config/default-selfcert", k)
+	}
+}
+
+// withoutDefaults drops, from a Deployment, the arguments in drop and
+// readOnly: false from its volume mounts.
+func withoutDefaults(t *testing.T, o map[string]any, drop map[string]bool) map[string]any {
+	t.Helper()
+	u := &unstructured.Unstructured{Object: o}
+	if u.GetKind() != "Deployment" {
+		return o
+	}
+	containers, _, _ := unstructured.NestedSlice(o, "spec", "template", "spec", "containers")
+	for _, c := range containers {
+		c := c.(map[string]any)
+		if args, ok := c["args"].([]any); ok {
+			c["args"] = slices.DeleteFunc(args, func(a any) bool { s, _ := a.(string); return drop[s] })
+		}
+		mounts, _ := c["volumeMounts"].([]any)
+		for _, m := range mounts {
+			if ro, ok := m.(map[string]any)["readOnly"]; ok && ro == false {
+				delete(m.(map[string]any), "readOnly")
+			}
+		}
+	}
+	if err := unstructured.SetNestedSlice(o, containers, "spec", "template", "spec", "containers"); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
