@@ -209,7 +209,7 @@ func (h *httpSend) do(addr string, body []byte, header http.Header) ([]byte, err
 		}
 		return nil, fmt.Errorf("POST to %s: %w", u.Host, err)
 	}
-	defer resp.Body.Close() //nolint:errcheck // read fully below; nothing to do about a close error
+	defer resp.Body.Close()
 	out, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
 		return out, fmt.Errorf("POST to %s: %s: %s", u.Host, resp.Status, truncate(strings.TrimSpace(string(out)), 200))

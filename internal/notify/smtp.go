@@ -44,7 +44,7 @@ func sendMail(ctx context.Context, c *Channel, n *Notification, pool *x509.CertP
 		_ = conn.Close()
 		return fmt.Errorf("SMTP %s: %w", addr, err)
 	}
-	defer cl.Close() //nolint:errcheck // Quit below reports what matters
+	defer cl.Close()
 	if err := cl.Hello("pushmon"); err != nil {
 		return fmt.Errorf("SMTP %s: HELO: %w", addr, err)
 	}
