@@ -483,10 +483,11 @@ func sendAlertmanager(h *httpSend, c *Channel, n *Notification) error {
 	case monitoringv1alpha1.NotifyTest:
 		labels = map[string]string{"alertname": "PushmonTestNotification", "severity": "info", "source": "pushmon"}
 		starts, ends = n.Time, n.Time.Add(5*time.Minute)
-	default:
-		labels["reason"] = n.Reason
 	}
-	ann := map[string]string{"summary": n.Title(), "description": n.Text()}
+	// The reason is an annotation, not a label: a label that changed
+	// within an incident (HeartbeatMissed, then DownReported) would make
+	// another alert, and the recovery would not resolve the first.
+	ann := map[string]string{"summary": n.Title(), "description": n.Text(), "reason": n.Reason}
 	if n.RunbookURL != "" {
 		ann["runbook_url"] = n.RunbookURL
 	}
