@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -45,6 +46,9 @@ type Options struct {
 	AttemptTimeout time.Duration
 	// Clock is the notifier's clock; the real clock when nil.
 	Clock clock.PassiveClock
+	// NoClusterChannels leaves ClusterAlertChannels out (a manager that
+	// watches some namespaces only has no cluster-wide read access).
+	NoClusterChannels bool
 }
 
 // +kubebuilder:rbac:groups=monitoring.pushmon.dev,resources=alertchannels;clusteralertchannels,verbs=get;list;watch
@@ -82,17 +86,20 @@ func Setup(mgr manager.Manager, opts Options) error {
 			return reqs
 		})
 	}
-	err := ctrl.ControllerManagedBy(mgr).
+	b := ctrl.ControllerManagedBy(mgr).
 		Named("notify").
 		For(&monitoringv1alpha1.PushMonitor{}, ctrl.WithPredicates(notifyRelevant)).
 		Watches(&monitoringv1alpha1.AlertChannel{}, toMonitors(false), ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Watches(&monitoringv1alpha1.ClusterAlertChannel{}, toMonitors(true), ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
-		WatchesRawSource(source.Channel(n.events, &handler.EnqueueRequestForObject{})).
-		Complete(n)
-	if err != nil {
+		WatchesRawSource(source.Channel(n.events, &handler.EnqueueRequestForObject{}))
+	kinds := []bool{false}
+	if !opts.NoClusterChannels {
+		b = b.Watches(&monitoringv1alpha1.ClusterAlertChannel{}, toMonitors(true), ctrl.WithPredicates(predicate.GenerationChangedPredicate{}))
+		kinds = append(kinds, true)
+	}
+	if err := b.Complete(n); err != nil {
 		return err
 	}
-	for _, cluster := range []bool{false, true} {
+	for _, cluster := range kinds {
 		cr := &channelReconciler{n: n, cluster: cluster}
 		var obj client.Object = &monitoringv1alpha1.AlertChannel{}
 		name := "alertchannel"
@@ -195,6 +202,9 @@ func (n *Notifier) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 	}
 	var m monitoringv1alpha1.PushMonitor
 	if err := n.client.Get(ctx, req.NamespacedName, &m); err != nil {
+		if apierrors.IsNotFound(err) {
+			n.forget(req.String() + "|")
+		}
 		return reconcile.Result{}, client.IgnoreNotFound(err)
 	}
 	if !m.DeletionTimestamp.IsZero() || m.Spec.Suspend || m.Status.State == monitoringv1alpha1.StateSuspended || m.Status.Incident == nil {
@@ -248,6 +258,22 @@ func (n *Notifier) Reconcile(ctx context.Context, req reconcile.Request) (reconc
 		n.start(key, req.NamespacedName, t, &m, ev, reminder)
 	}
 	return reconcile.Result{RequeueAfter: requeue}, nil
+}
+
+// forget drops what this leader holds of a deleted monitor.
+func (n *Notifier) forget(prefix string) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	for k := range n.delivered {
+		if strings.HasPrefix(k, prefix) {
+			delete(n.delivered, k)
+		}
+	}
+	for k := range n.retryAt {
+		if strings.HasPrefix(k, prefix) {
+			delete(n.retryAt, k)
+		}
+	}
 }
 
 // next is the notification channel t owes for incident in, given what was
@@ -342,6 +368,9 @@ func (n *Notifier) targets(ctx context.Context, m *monitoringv1alpha1.PushMonito
 		}
 	}
 	var cluster monitoringv1alpha1.ClusterAlertChannelList
+	if n.opts.NoClusterChannels {
+		return out, nil
+	}
 	if err := n.client.List(ctx, &cluster); err != nil {
 		return nil, err
 	}

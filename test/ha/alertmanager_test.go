@@ -196,7 +196,7 @@ scrape_configs:
 	defer p.halt()
 	g.Eventually(func(g Gomega) { g.Expect(get(g, m).Status.State).To(Equal(monitoringv1alpha1.StateUp)) }).Should(Succeed())
 	recovered := time.Now()
-	g.Eventually(func() []string { return box.statuses(key) }).WithTimeout(4*time.Minute).WithPolling(time.Second).
+	g.Eventually(func() []string { return box.statuses(key) }).WithTimeout(4 * time.Minute).WithPolling(time.Second).
 		Should(Equal([]string{"firing", "resolved"}))
 	t.Logf("resolved %v after the recovery (the rule keeps firing for 2m)", time.Since(recovered).Round(time.Second))
 }
