@@ -34,6 +34,9 @@ const (
 	DefaultAttemptTimeout = 10 * time.Second
 	maxBackoff            = 30 * time.Second
 	maxErrorLength        = 1024
+	// recordRetry is how soon a record that could not be written is
+	// tried again.
+	recordRetry = 5 * time.Second
 )
 
 // Options configures the notifier.
@@ -464,7 +467,12 @@ func (n *Notifier) start(key string, mon types.NamespacedName, t target, m *moni
 			n.mu.Unlock()
 		}
 		if err := n.record(mon, entry); err != nil {
+			// Held in delivered, so never sent again by this leader; the
+			// record is written on a later pass, not in a tight loop.
 			log.Error(err, "recording a delivered notification in status")
+			n.mu.Lock()
+			n.retryAt[key] = n.now().Add(recordRetry)
+			n.mu.Unlock()
 		}
 	}()
 }
