@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
+	authorizationv1 "k8s.io/api/authorization/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -94,6 +95,13 @@ func Setup(mgr manager.Manager, opts Options) error {
 		For(&monitoringv1alpha1.PushMonitor{}, ctrl.WithPredicates(notifyRelevant)).
 		Watches(&monitoringv1alpha1.AlertChannel{}, toMonitors(false), ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(n.events, &handler.EnqueueRequestForObject{}))
+	if !opts.NoClusterChannels && !mayListClusterChannels(mgr) {
+		// Bound by RoleBindings only (namespaced mode): a watch that can
+		// never sync would keep the notifier from starting at all.
+		n.log.Info("no cluster-wide read of ClusterAlertChannels: only AlertChannels notify")
+		opts.NoClusterChannels = true
+		n.opts.NoClusterChannels = true
+	}
 	kinds := []bool{false}
 	if !opts.NoClusterChannels {
 		b = b.Watches(&monitoringv1alpha1.ClusterAlertChannel{}, toMonitors(true), ctrl.WithPredicates(predicate.GenerationChangedPredicate{}))
@@ -114,6 +122,22 @@ func Setup(mgr manager.Manager, opts Options) error {
 		}
 	}
 	return nil
+}
+
+// mayListClusterChannels asks the API server whether this manager may list
+// ClusterAlertChannels cluster-wide; when it cannot tell, it assumes so.
+func mayListClusterChannels(mgr manager.Manager) bool {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	review := &authorizationv1.SelfSubjectAccessReview{Spec: authorizationv1.SelfSubjectAccessReviewSpec{
+		ResourceAttributes: &authorizationv1.ResourceAttributes{
+			Group: monitoringv1alpha1.GroupVersion.Group, Resource: "clusteralertchannels", Verb: "watch",
+		},
+	}}
+	if err := mgr.GetClient().Create(ctx, review); err != nil {
+		return true
+	}
+	return review.Status.Allowed
 }
 
 // notifyRelevant lets through the monitor updates that can change what to
