@@ -15,6 +15,7 @@ import (
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime/pkg/builder"
@@ -62,9 +63,17 @@ type Options struct {
 // holding its deliveries' context) and the channels' reconcilers to mgr.
 // All of it runs on the leader only.
 func Setup(mgr manager.Manager, opts Options) error {
+	log := mgr.GetLogger().WithName("notify")
+	if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: monitoringv1alpha1.GroupVersion.Group, Kind: "AlertChannel"}); err != nil {
+		// A manager rolled out before its CRDs: without this it could never
+		// start (the watch never syncs). Restarting after the CRDs are
+		// applied turns notifications on.
+		log.Info("AlertChannel CRD not served: notifications off until the manager restarts with it installed", "reason", err.Error())
+		return nil
+	}
 	n := &Notifier{
 		client: mgr.GetClient(), api: mgr.GetAPIReader(), opts: opts,
-		sender: &Sender{}, log: mgr.GetLogger().WithName("notify"),
+		sender: &Sender{}, log: log,
 		events: make(chan event.GenericEvent, 1024), inflight: map[string]bool{},
 		delivered: map[string]monitoringv1alpha1.ChannelNotification{}, retryAt: map[string]time.Time{},
 		tests: map[string]string{}, started: make(chan struct{}),
@@ -95,6 +104,10 @@ func Setup(mgr manager.Manager, opts Options) error {
 		For(&monitoringv1alpha1.PushMonitor{}, ctrl.WithPredicates(notifyRelevant)).
 		Watches(&monitoringv1alpha1.AlertChannel{}, toMonitors(false), ctrl.WithPredicates(predicate.GenerationChangedPredicate{})).
 		WatchesRawSource(source.Channel(n.events, &handler.EnqueueRequestForObject{}))
+	if _, err := mgr.GetRESTMapper().RESTMapping(schema.GroupKind{Group: monitoringv1alpha1.GroupVersion.Group, Kind: "ClusterAlertChannel"}); err != nil {
+		opts.NoClusterChannels = true
+		n.opts.NoClusterChannels = true
+	}
 	if !opts.NoClusterChannels && !mayListClusterChannels(mgr) {
 		// Bound by RoleBindings only (namespaced mode): a watch that can
 		// never sync would keep the notifier from starting at all.
