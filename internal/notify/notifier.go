@@ -497,7 +497,8 @@ func (n *Notifier) start(key string, mon types.NamespacedName, t target, m *moni
 				return
 			}
 			log.Info("notification delivered")
-			entry.Time = metav1.NewTime(n.now())
+			// As stored (seconds), so that record can tell it is written already.
+			entry.Time = metav1.NewTime(n.now().Truncate(time.Second))
 			n.mu.Lock()
 			n.delivered[key] = entry
 			delete(n.retryAt, key)
@@ -548,6 +549,9 @@ func (n *Notifier) record(mon types.NamespacedName, entry monitoringv1alpha1.Cha
 		var m monitoringv1alpha1.PushMonitor
 		if err := n.api.Get(n.ctx, mon, &m); err != nil {
 			return client.IgnoreNotFound(err)
+		}
+		if e := findEntry(m.Status.Notifications, entry.Channel); e != nil && equalAny(*e, entry) {
+			return nil // written already (a pass that saw a stale cache)
 		}
 		orig := m.DeepCopy()
 		list := make([]monitoringv1alpha1.ChannelNotification, 0, len(m.Status.Notifications)+1)
