@@ -244,6 +244,7 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 	}
 	r.applyHealth(m, h)
 	markFailureShown(orig, m, h)
+	recordIncident(orig, m, h, metav1.NewMicroTime(now))
 	out.health = &h
 	if b := out.beat; b != nil {
 		out.liveDeadline = m.Status.Deadline
