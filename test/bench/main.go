@@ -307,6 +307,7 @@ func run() error {
 	}
 	loads = append(loads, "end "+loadAvg())
 	report("machine 1-minute load average (2 cores: other work moves every figure)", "%s", strings.Join(loads, ", "))
+	report("manager restarts (a manager that exits, e.g. after losing its Lease, is restarted as a Deployment would)", "%s", restarts(mgrs))
 	report("bench wall time", "%v", time.Since(start).Round(time.Second))
 
 	fmt.Println()

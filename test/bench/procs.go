@@ -34,12 +34,63 @@ func serveBare(addr string) {
 // replica is one process behind a balancer: a manager or a bare server.
 type replica struct {
 	name        string
-	cmd         *exec.Cmd
 	pushAddr    string
 	metricsAddr string // managers only
+
+	mu  sync.Mutex
+	cmd *exec.Cmd
+	// For managers: restarts counts the exits supervise restarted, stopping
+	// is set by stopAll, and supervised is closed once supervise returned.
+	restarts   int
+	stopping   bool
+	supervised chan struct{}
 }
 
-func (r *replica) pid() int { return r.cmd.Process.Pid }
+func (r *replica) pid() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.cmd.Process.Pid
+}
+
+// supervise restarts r's manager with the same arguments whenever it exits
+// before stopAll, as the Deployment's kubelet would: a manager that loses
+// its Lease (an API server too busy to renew it in time) exits by design.
+func (r *replica) supervise(bin string, args []string) {
+	defer close(r.supervised)
+	for {
+		r.mu.Lock()
+		cmd := r.cmd
+		r.mu.Unlock()
+		err := cmd.Wait()
+		r.mu.Lock()
+		if r.stopping {
+			r.mu.Unlock()
+			return
+		}
+		r.restarts++
+		fmt.Fprintf(os.Stderr, "  (manager %s exited: %v; restarting it, as a Deployment would)\n", r.name, err)
+		next := exec.Command(bin, args...)
+		next.Stderr = os.Stderr
+		if err := next.Start(); err != nil {
+			fmt.Fprintf(os.Stderr, "  (restarting manager %s: %v)\n", r.name, err)
+			r.mu.Unlock()
+			return
+		}
+		r.cmd = next
+		r.mu.Unlock()
+	}
+}
+
+// restarts is how often the managers were restarted, by name.
+func restarts(rs []*replica) string {
+	var parts []string
+	for _, r := range rs {
+		r.mu.Lock()
+		parts = append(parts, fmt.Sprintf("%s %d", r.name, r.restarts))
+		r.mu.Unlock()
+	}
+	return strings.Join(parts, ", ")
+}
 
 // startBare starts n bare servers, each in its own process like a manager.
 func startBare(n int) ([]*replica, error) {
@@ -89,6 +140,8 @@ func startManagers(bin, kubeconfig string, n int) ([]*replica, error) {
 			stopAll(out)
 			return nil, fmt.Errorf("starting %s (make build, or -manager): %w", bin, err)
 		}
+		r.supervised = make(chan struct{})
+		go r.supervise(bin, args)
 		out = append(out, r)
 	}
 	for _, r := range out {
@@ -114,8 +167,15 @@ func pprofAddr(i int) string {
 
 func stopAll(rs []*replica) {
 	for _, r := range rs {
+		r.mu.Lock()
+		r.stopping = true
 		_ = r.cmd.Process.Kill()
-		_ = r.cmd.Wait()
+		r.mu.Unlock()
+		if r.supervised != nil {
+			<-r.supervised // its Wait reaps the process
+		} else {
+			_ = r.cmd.Wait()
+		}
 	}
 }
 
