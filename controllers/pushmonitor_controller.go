@@ -23,6 +23,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/history"
 	"github.com/pushmon/pushmon/internal/metrics"
 )
 
@@ -243,6 +244,13 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		}
 	}
 	r.applyHealth(m, h)
+	if !sameHealth(orig, h) {
+		// In the same (optimistically locked) write as the transition: a
+		// write that loses its race records neither.
+		history.AddTransition(&m.Status, monitoringv1alpha1.TransitionRecord{
+			Time: metav1.NewMicroTime(now), State: h.State, Reason: h.Reason, Message: h.Message,
+		}, m.HistoryLen())
+	}
 	markFailureShown(orig, m, h)
 	out.health = &h
 	if b := out.beat; b != nil {
