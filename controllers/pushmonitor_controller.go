@@ -250,6 +250,7 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		history.AddTransition(&m.Status, monitoringv1alpha1.TransitionRecord{
 			Time: metav1.NewMicroTime(now), State: h.State, Reason: h.Reason, Message: h.Message,
 		}, m.HistoryLen())
+		history.EnterState(&m.Status, orig.Status.State, h.State, now)
 	}
 	markFailureShown(orig, m, h)
 	out.health = &h

@@ -300,6 +300,53 @@ type TransitionRecord struct {
 	Message string `json:"message,omitempty"`
 }
 
+// MaxOutages bounds status.uptime.outages.
+const MaxOutages = 64
+
+// UptimeWindow is how far back status.uptime keeps outages: the longest
+// window uptime is reported for.
+const UptimeWindow = 30 * 24 * time.Hour
+
+// UptimeStatus is what uptime figures over the last 30 days are computed
+// from: when the current state began and the periods Down or Suspended
+// that ended within the window. It changes only with the state, in the
+// write that changes it; a reader adds the current period itself.
+type UptimeStatus struct {
+	// since is when the monitor first turned Up or Down: the earliest time
+	// uptime is counted from.
+	// +optional
+	Since *metav1.MicroTime `json:"since,omitempty"`
+	// stateSince is when the current state began (a change of reason alone
+	// does not restart it).
+	// +optional
+	StateSince *metav1.MicroTime `json:"stateSince,omitempty"`
+	// completeSince is, when set, the start of the span outages are
+	// complete for: older ones were dropped past MaxOutages, so figures
+	// reach back to it at most.
+	// +optional
+	CompleteSince *metav1.MicroTime `json:"completeSince,omitempty"`
+	// outages are the finished periods Down or Suspended that ended in the
+	// last 30 days, oldest first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Outages []Outage `json:"outages,omitempty"`
+}
+
+// Outage is a finished period in which the monitor was Down (counted as
+// downtime) or Suspended (not counted at all).
+type Outage struct {
+	// state is Down or Suspended (a MonitorState; pushmon writes no other).
+	// +required
+	State MonitorState `json:"state,omitempty"`
+	// start is when the period began.
+	// +required
+	Start metav1.MicroTime `json:"start"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
+	// end is when it ended.
+	// +required
+	End metav1.MicroTime `json:"end"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
+}
+
 // CronJobReference names a CronJob in the monitor's namespace.
 type CronJobReference struct {
 	// name of the CronJob.
@@ -406,6 +453,10 @@ type PushMonitorStatus struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=50
 	RecentTransitions []TransitionRecord `json:"recentTransitions,omitempty"`
+
+	// uptime holds what uptime over 24h, 7d and 30d is computed from.
+	// +optional
+	Uptime *UptimeStatus `json:"uptime,omitempty"`
 
 	// tokenIssuedTime is when the current push token was issued (never the
 	// token itself).
