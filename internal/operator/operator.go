@@ -25,6 +25,7 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/certs"
+	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/push"
@@ -61,6 +62,9 @@ type Config struct {
 	StatusRefresh time.Duration
 	// Relay configures how replicas hand heartbeats to the leader's memory.
 	Relay RelayConfig
+	// DashboardAddr is the read-only dashboard's listen address; "" or "0":
+	// no dashboard.
+	DashboardAddr string
 	// Mode says which parts this process runs; ModeAll when empty.
 	Mode Mode
 	// Webhooks registers the webhooks on the manager's webhook server (which
@@ -170,6 +174,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	}
 	if !slices.Contains(Modes, mode) {
 		return nil, fmt.Errorf("unknown mode %q (one of %v)", mode, Modes)
+	}
+	if cfg.DashboardAddr != "" && cfg.DashboardAddr != "0" {
+		// Every mode caches PushMonitors, which is all the dashboard reads.
+		if err := mgr.Add(dashboard.New(cfg.DashboardAddr, mgr.GetCache(), mgr.GetLogger().WithName("dashboard"))); err != nil {
+			return nil, fmt.Errorf("adding the dashboard: %w", err)
+		}
 	}
 	live := heartbeat.NewLive()
 	if cfg.Relay.Disabled {
