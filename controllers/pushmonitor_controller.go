@@ -172,6 +172,7 @@ type readyWarning struct{ reason, action, note string }
 
 // reconcile is Reconcile's work on m, whose status Reconcile stores.
 func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitoringv1alpha1.PushMonitor, now time.Time, out *outcome) (ctrl.Result, error) {
+	setBadgeKey(m)
 	if reason, err := invalidSpec(m); err != nil {
 		// Terminal: retrying cannot help until the spec changes.
 		if r.setReady(m, metav1.ConditionFalse, reason, err.Error()) {

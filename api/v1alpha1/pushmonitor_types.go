@@ -458,6 +458,16 @@ type PushMonitorStatus struct {
 	// +optional
 	Uptime *UptimeStatus `json:"uptime,omitempty"`
 
+	// badgeKey is the key of the monitor's status badge
+	// (/badge/<badgeKey>.svg on the dashboard's port), issued while the
+	// monitor carries the label monitoring.pushmon.dev/public=true: random,
+	// unrelated to the push token, and it shows the state only.
+	// +optional
+	// +kubebuilder:validation:MinLength=32
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	BadgeKey string `json:"badgeKey,omitempty"`
+
 	// tokenIssuedTime is when the current push token was issued (never the
 	// token itself).
 	// +optional

@@ -310,6 +310,8 @@ func shortDuration(d time.Duration) string {
 
 var funcs = template.FuncMap{
 	"stateClass": stateClass,
+	"add":        func(a, b int) int { return a + b },
+	"half":       func(a int) int { return a / 2 },
 	"query": func(ns, state string) template.URL {
 		var q []string
 		if ns != "" {

@@ -110,7 +110,7 @@ func (s *Server) now() time.Time {
 // Handler is the dashboard's HTTP handler.
 func (s *Server) Handler() (http.Handler, error) {
 	if s.tmpl == nil {
-		t, err := template.New("").Funcs(funcs).ParseFS(files, "templates/*.html")
+		t, err := template.New("").Funcs(funcs).ParseFS(files, "templates/*.html", "templates/*.svg")
 		if err != nil {
 			return nil, err
 		}
@@ -120,6 +120,9 @@ func (s *Server) Handler() (http.Handler, error) {
 	mux.HandleFunc("GET /{$}", s.list)
 	mux.HandleFunc("GET /monitors/{namespace}/{name}", s.detail)
 	mux.Handle("GET /assets/", http.FileServerFS(files))
+	// The public part: what a monitor that opts in shows to anyone.
+	mux.HandleFunc("GET /status", s.status)
+	mux.HandleFunc("GET /badge/{file}", s.badge)
 	// No icon: an empty answer keeps browsers from logging a 404.
 	mux.HandleFunc("GET /favicon.ico", func(w http.ResponseWriter, _ *http.Request) { w.WriteHeader(http.StatusNoContent) })
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok")) })

@@ -48,7 +48,7 @@ func serve(t *testing.T, objs ...*monitoringv1alpha1.PushMonitor) *httptest.Serv
 	t.Helper()
 	scheme := runtime.NewScheme()
 	utilruntime.Must(monitoringv1alpha1.AddToScheme(scheme))
-	b := fake.NewClientBuilder().WithScheme(scheme)
+	b := fake.NewClientBuilder().WithScheme(scheme).WithIndex(&monitoringv1alpha1.PushMonitor{}, BadgeKeyField, BadgeKeyOf)
 	for _, o := range objs {
 		b = b.WithObjects(o)
 	}
@@ -138,4 +138,41 @@ func TestShortDuration(t *testing.T) {
 	g.Expect(shortDuration(5 * time.Minute)).To(Equal("5m"))
 	g.Expect(shortDuration(2 * time.Hour)).To(Equal("2h"))
 	g.Expect(shortDuration(1500 * time.Millisecond)).To(Equal("1.5s"))
+}
+
+func TestStatusPageAndBadges(t *testing.T) {
+	g := NewWithT(t)
+	digest := strings.Repeat("ef", 32)
+	pub := monitor("shop", "checkout", digest)
+	pub.Labels = map[string]string{monitoringv1alpha1.PublicKey: "true"}
+	pub.Status.BadgeKey = strings.Repeat("k", 32)
+	pub.Status.LastMessage = "internal detail"
+	private := monitor("shop", "internal-batch", digest)
+	private.Status.BadgeKey = strings.Repeat("p", 32) // left over: not public any more
+	srv := serve(t, pub, private)
+
+	code, body, _ := get(t, srv.URL+"/status")
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(body).To(ContainSubstring("checkout"))
+	g.Expect(body).NotTo(ContainSubstring("internal-batch"))
+	g.Expect(body).NotTo(ContainSubstring("shop"), "no namespace")
+	g.Expect(body).NotTo(ContainSubstring("internal detail"), "state and uptime only")
+	g.Expect(body).NotTo(ContainSubstring(pub.Status.BadgeKey))
+	g.Expect(body).NotTo(ContainSubstring(digest))
+
+	code, svg, hdr := get(t, srv.URL+"/badge/"+pub.Status.BadgeKey+".svg")
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(hdr.Get("Content-Type")).To(Equal("image/svg+xml"))
+	g.Expect(svg).To(ContainSubstring(`fill="#2e9d52"`))
+	g.Expect(svg).To(ContainSubstring(">up · "))
+	code, js, _ := get(t, srv.URL+"/badge/"+pub.Status.BadgeKey+".json")
+	g.Expect(code).To(Equal(http.StatusOK))
+	g.Expect(js).To(ContainSubstring(`"schemaVersion":1`))
+	g.Expect(js).To(ContainSubstring(`"color":"brightgreen"`))
+	g.Expect(js).To(ContainSubstring(`"label":"checkout"`))
+
+	for _, path := range []string{"/badge/" + private.Status.BadgeKey + ".svg", "/badge/" + strings.Repeat("x", 32) + ".svg", "/badge/" + pub.Status.BadgeKey + ".png"} {
+		code, _, _ = get(t, srv.URL+path)
+		g.Expect(code).To(Equal(http.StatusNotFound), path)
+	}
 }

@@ -177,7 +177,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	}
 	if cfg.DashboardAddr != "" && cfg.DashboardAddr != "0" {
 		// Every mode caches PushMonitors, which is all the dashboard reads.
-		if err := mgr.Add(dashboard.New(cfg.DashboardAddr, mgr.GetCache(), mgr.GetLogger().WithName("dashboard"))); err != nil {
+		if err := dashboard.Setup(ctx, mgr, cfg.DashboardAddr); err != nil {
 			return nil, fmt.Errorf("adding the dashboard: %w", err)
 		}
 	}
