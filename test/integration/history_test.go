@@ -1,0 +1,143 @@
+package integration
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/gomega"
+	"k8s.io/apimachinery/pkg/api/equality"
+	"k8s.io/apimachinery/pkg/watch"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/testutil"
+)
+
+// watchWrites records every version of the monitors in ns the API server
+// stores from now until the test ends.
+func watchWrites(t *testing.T, ns string) func() []monitoringv1alpha1.PushMonitor {
+	t.Helper()
+	wc, err := client.NewWithWatch(restCfg, client.Options{Scheme: scheme})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := wc.Watch(context.Background(), &monitoringv1alpha1.PushMonitorList{}, client.InNamespace(ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Stop)
+	var mu sync.Mutex
+	var seen []monitoringv1alpha1.PushMonitor
+	go func() {
+		for ev := range w.ResultChan() {
+			if m, ok := ev.Object.(*monitoringv1alpha1.PushMonitor); ok && (ev.Type == watch.Added || ev.Type == watch.Modified) {
+				mu.Lock()
+				seen = append(seen, *m.DeepCopy())
+				mu.Unlock()
+			}
+		}
+	}()
+	return func() []monitoringv1alpha1.PushMonitor {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]monitoringv1alpha1.PushMonitor(nil), seen...)
+	}
+}
+
+// withoutHistory is st without what this change added.
+func withoutHistory(st monitoringv1alpha1.PushMonitorStatus) monitoringv1alpha1.PushMonitorStatus {
+	st = *st.DeepCopy()
+	st.RecentRuns, st.RecentTransitions, st.Uptime = nil, nil, nil
+	return st
+}
+
+// History rides on the writes that record runs and transitions: every
+// status write the API server stores also changes something else, so the
+// writes are those the monitor cost before history (counted here too).
+// kubectl describe shows the history readably, and the dashboard the same.
+func TestHistoryRidesOnExistingWrites(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "backup", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	versions := watchWrites(t, ns)
+	tok := createMonitor(t, m)
+	writes := testutil.CountWrites(t, restCfg, scheme, ns, m.Name)
+	url := pingURL(tok)
+
+	// A run that succeeds, one that fails (Down), one that succeeds (Recovered).
+	for _, script := range []string{
+		`curl -fsS -m 10 -o /dev/null "$URL/start"; sleep 0.3; curl -fsS -m 10 -o /dev/null "$URL/0"`,
+		`curl -fsS -m 10 -o /dev/null "$URL/start"; sleep 0.2; curl -fsS -m 10 -o /dev/null --data-raw "disk full" "$URL/3"`,
+	} {
+		sh(t, url, script)
+	}
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.RunFailedReason, 10*time.Second)
+	sh(t, url, `curl -fsS -m 10 -o /dev/null "$URL/start"; curl -fsS -m 10 -o /dev/null "$URL/0"`)
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
+
+	st := got.Status
+	g.Expect(st.RecentRuns).To(HaveLen(3))
+	g.Expect(st.RecentRuns[0].Result).To(Equal(monitoringv1alpha1.RunSucceeded))
+	g.Expect(st.RecentRuns[0].Duration.Duration).To(BeNumerically(">=", 300*time.Millisecond))
+	g.Expect(st.RecentRuns[1].Result).To(Equal(monitoringv1alpha1.RunFailed))
+	g.Expect(*st.RecentRuns[1].ExitCode).To(Equal(int32(3)))
+	g.Expect(st.RecentRuns[1].Message).To(Equal("disk full"))
+	var states []string
+	for _, tr := range st.RecentTransitions {
+		states = append(states, string(tr.State)+"/"+tr.Reason)
+	}
+	g.Expect(states).To(Equal([]string{"Pending/AwaitingFirstHeartbeat", "Up/HeartbeatReceived", "Down/RunFailed", "Up/Recovered"}))
+	g.Expect(st.Uptime.Outages).To(HaveLen(1))
+
+	// Every stored version changed more than history. Six run signals (the
+	// start and end of three runs) and three transitions: at most one write
+	// each, plus the deadlines the reconciler moves after a run's end.
+	g.Consistently(func() int64 { return writes.Load() }, "500ms").Should(BeNumerically("<=", 6+3+3))
+	all := versions()
+	for i := 1; i < len(all); i++ {
+		if all[i].Generation != all[i-1].Generation || all[i].ResourceVersion == all[i-1].ResourceVersion {
+			continue
+		}
+		g.Expect(equality.Semantic.DeepEqual(withoutHistory(all[i].Status), withoutHistory(all[i-1].Status))).To(BeFalse(),
+			"write %d changed history only:\n%+v", i, all[i].Status)
+	}
+	t.Logf("%d writes for 6 run signals and 3 transitions", writes.Load())
+
+	out, err := runKubectl(t, "-n", ns, "describe", "pm", m.Name)
+	g.Expect(err).NotTo(HaveOccurred(), out)
+	g.Expect(out).To(ContainSubstring("Recent Runs:"))
+	g.Expect(out).To(ContainSubstring("Recent Transitions:"))
+	g.Expect(out).To(MatchRegexp(`Exit Code:\s+3`))
+	g.Expect(out).To(MatchRegexp(`Message:\s+disk full`))
+	g.Expect(out).To(MatchRegexp(`Result:\s+Failed`))
+	g.Expect(out).To(MatchRegexp(`Reason:\s+RunFailed`))
+	t.Logf("kubectl describe pm:\n%s", out)
+
+	body := dashboardPage(t, "/monitors/"+ns+"/"+m.Name)
+	g.Expect(body).To(ContainSubstring("disk full"))
+	g.Expect(strings.Count(body, `class="cell down"`)).To(Equal(1))
+	g.Expect(strings.Count(body, `class="cell up"`)).To(Equal(2))
+	g.Expect(body).To(ContainSubstring("3, 66.66% succeeded"))
+	g.Expect(body).NotTo(ContainSubstring(tok))
+	assertTokenNowhere(t, tok, m)
+}
+
+// dashboardPage GETs path from the suite manager's dashboard.
+func dashboardPage(t *testing.T, path string) string {
+	t.Helper()
+	resp, err := http.Get("http://" + suite.DashboardAddr + path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil || resp.StatusCode != http.StatusOK {
+		t.Fatalf("GET %s: %d %v\n%s", path, resp.StatusCode, err, b)
+	}
+	return string(b)
+}
