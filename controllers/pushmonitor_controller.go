@@ -507,7 +507,11 @@ func (r *PushMonitorReconciler) Lead(ctx context.Context) error {
 	if r.Live != nil {
 		r.Live.Lead(true)
 	}
+	// The uptime figures, like every per-monitor series, come from the
+	// leader; computed at scrape time from its cache.
+	metrics.ServeUptime(r.Client)
 	<-ctx.Done()
+	metrics.ServeUptime(nil)
 	if r.Live != nil {
 		// Beats held in this term are not written: the next leader anchors
 		// every monitor at its own start (the restart rule).

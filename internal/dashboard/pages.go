@@ -260,7 +260,7 @@ func uptimes(st *monitoringv1alpha1.PushMonitorStatus, now time.Time) []Uptime {
 	var out []Uptime
 	for _, w := range history.Windows {
 		f := history.Uptime(st, w, now)
-		u := Uptime{Window: windowName(w), Text: "–", Title: "nothing counted yet (Pending)"}
+		u := Uptime{Window: history.WindowName(w), Text: "–", Title: "nothing counted yet (Pending)"}
 		if f.Known() {
 			u.Text = percent(f.Ratio)
 			u.Title = fmt.Sprintf("Down %s of %s counted", shortDuration(f.Down.Round(time.Second)), shortDuration(f.Counted.Round(time.Second)))
@@ -268,13 +268,6 @@ func uptimes(st *monitoringv1alpha1.PushMonitorStatus, now time.Time) []Uptime {
 		out = append(out, u)
 	}
 	return out
-}
-
-func windowName(w time.Duration) string {
-	if w < 48*time.Hour {
-		return fmt.Sprintf("%dh", int(w.Hours()))
-	}
-	return fmt.Sprintf("%dd", int(w.Hours()/24))
 }
 
 // percent writes r as a percentage with two decimals, rounded down, so that

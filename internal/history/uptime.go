@@ -2,6 +2,7 @@ package history
 
 import (
 	"sort"
+	"strconv"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -73,6 +74,15 @@ func (f Figure) Known() bool { return f.Counted > 0 }
 
 // Windows are the windows uptime is reported for.
 var Windows = []time.Duration{24 * time.Hour, 7 * 24 * time.Hour, monitoringv1alpha1.UptimeWindow}
+
+// WindowName names a window as the dashboard and the metrics' window label
+// do: 24h, 7d, 30d.
+func WindowName(w time.Duration) string {
+	if w < 48*time.Hour {
+		return strconv.Itoa(int(w.Hours())) + "h"
+	}
+	return strconv.Itoa(int(w.Hours()/24)) + "d"
+}
 
 // Uptime is the monitor's uptime over the window ending at now, from
 // st.Uptime and the current state (which counts up to now).

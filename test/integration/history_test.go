@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -15,6 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/metrics"
 	"github.com/pushmon/pushmon/internal/testutil"
 )
 
@@ -140,4 +143,50 @@ func dashboardPage(t *testing.T, path string) string {
 		t.Fatalf("GET %s: %d %v\n%s", path, resp.StatusCode, err, b)
 	}
 	return string(b)
+}
+
+// The uptime figure is the same on the dashboard and in the metric the
+// documented PromQL reads, and a leader restart keeps the downtime counted:
+// it is carried in status, not in the leader's memory.
+func TestUptimeAgreesAcrossLeaderRestart(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "api", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
+	mustPush(t, tok, "status=down")
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.DownReportedReason, 10*time.Second)
+	time.Sleep(1500 * time.Millisecond) // Down for a while, to be counted
+	mustPush(t, tok, "")
+	before := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 10*time.Second)
+	g.Expect(before.Status.Uptime.Outages).To(HaveLen(1))
+	outage := before.Status.Uptime.Outages[0]
+	down := outage.End.Sub(outage.Start.Time)
+	g.Expect(down).To(BeNumerically(">=", 1500*time.Millisecond))
+
+	stopManager()
+	g.Expect(startManager()).To(Succeed())
+
+	// expected is the figure status implies at now.
+	expected := func(now time.Time) float64 {
+		return 1 - down.Seconds()/now.Sub(before.Status.Uptime.Since.Time).Seconds()
+	}
+	var dash, metric float64
+	g.Eventually(func(g Gomega) {
+		mfs, _ := scrape(g)
+		v, ok := sample(mfs, metrics.MonitorUptimeName, map[string]string{"namespace": ns, "name": m.Name, "window": "24h"})
+		g.Expect(ok).To(BeTrue(), "the new leader serves the figure")
+		metric = v
+		g.Expect(metric).To(BeNumerically("~", expected(time.Now()), 0.01))
+	}).Should(Succeed())
+	body := dashboardPage(t, "/monitors/"+ns+"/"+m.Name)
+	fig := regexp.MustCompile(`<span class="window">24h</span> <span class="figure">([0-9.]+)%</span>`).FindStringSubmatch(body)
+	g.Expect(fig).To(HaveLen(2), body)
+	dash, err := strconv.ParseFloat(fig[1], 64)
+	g.Expect(err).NotTo(HaveOccurred())
+	// Read moments apart while the window grows: within half a point.
+	g.Expect(dash / 100).To(BeNumerically("~", metric, 0.005))
+	g.Expect(dash / 100).To(BeNumerically("~", expected(time.Now()), 0.01))
+	t.Logf("Down %s: dashboard %.2f%%, %s %.4f", down, dash, metrics.MonitorUptimeName, metric)
 }
