@@ -32,6 +32,7 @@ import (
 	"github.com/pushmon/pushmon/internal/certs"
 	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/notify"
 	"github.com/pushmon/pushmon/internal/operator"
 	"github.com/pushmon/pushmon/internal/push"
 	"github.com/pushmon/pushmon/internal/relay"
@@ -219,6 +220,7 @@ type reconcilerOptions struct {
 	concurrency   int
 	tokenOverlap  time.Duration
 	statusRefresh time.Duration
+	notifyRetry   time.Duration
 }
 
 func (o *reconcilerOptions) BindFlags(fs *flag.FlagSet) {
@@ -227,11 +229,16 @@ func (o *reconcilerOptions) BindFlags(fs *flag.FlagSet) {
 		"How stale a healthy monitor's status.lastHeartbeatTime may grow while the leader holds newer heartbeats in memory (one write per refresh instead of one per push).")
 	fs.DurationVar(&o.tokenOverlap, "token-rotation-overlap", controllers.DefaultTokenOverlap,
 		"After a token rotation (annotation monitoring.pushmon.dev/rotate-token), how long the previous token keeps working; 0 ends it at once.")
+	fs.DurationVar(&o.notifyRetry, "notify-retry-timeout", notify.DefaultRetryFor,
+		"How long one notification is retried (with backoff) before its AlertChannel turns Ready=False; it is tried again as long later.")
 }
 
 func (o *reconcilerOptions) complete() error {
 	if o.tokenOverlap < 0 {
 		return errors.New("--token-rotation-overlap must be >= 0")
+	}
+	if o.notifyRetry <= 0 {
+		return errors.New("--notify-retry-timeout must be > 0")
 	}
 	if o.statusRefresh <= 0 {
 		return errors.New("--status-refresh must be > 0")
@@ -382,6 +389,7 @@ func run() error {
 		PushAddr: pushOpts.addr, PushBaseURL: pushOpts.baseURL, HeartbeatWindow: pushOpts.heartbeatWindow,
 		PushLimits: pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
 		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap, StatusRefresh: reconOpts.statusRefresh,
+		Notify:   notify.Options{RetryFor: reconOpts.notifyRetry},
 		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),
 		Webhooks: webhooks, SelfCerts: certsCfg,
 		Mode: mode, DashboardAddr: pushOpts.dashboardAddr,

@@ -254,6 +254,7 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		history.EnterState(&m.Status, orig.Status.State, h.State, now)
 	}
 	markFailureShown(orig, m, h)
+	recordIncident(orig, m, h, metav1.NewMicroTime(now))
 	out.health = &h
 	if b := out.beat; b != nil {
 		out.liveDeadline = m.Status.Deadline

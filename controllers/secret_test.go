@@ -160,6 +160,17 @@ func TestSecretNameChangeKeepsTheTokenWorking(t *testing.T) {
 		m := monitor(ns, fmt.Sprintf("moving-%d", i), monitoringv1alpha1.PushMonitorSpec{})
 		tok := createMonitor(t, m)
 		url := envSuite(t).PushURL(tok, "msg=moving")
+		// The push endpoint's cache may be a moment behind the Secret that
+		// createMonitor read from the API: the move starts once the token
+		// is taken.
+		g.Eventually(func() (int, error) {
+			resp, err := http.Post(url, "", nil)
+			if err != nil {
+				return 0, err
+			}
+			resp.Body.Close()
+			return resp.StatusCode, nil
+		}).Should(Equal(http.StatusOK))
 
 		var refused atomic.Int64
 		var lastRefusal atomic.Value

@@ -21,9 +21,10 @@ var (
 	AddToScheme = SchemeBuilder.AddToScheme
 )
 
-// addKnownTypes registers PushMonitor and PushMonitorList in GroupVersion.
+// addKnownTypes registers the API's kinds and their lists in GroupVersion.
 func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, &PushMonitor{}, &PushMonitorList{})
+	s.AddKnownTypes(GroupVersion, &PushMonitor{}, &PushMonitorList{},
+		&AlertChannel{}, &AlertChannelList{}, &ClusterAlertChannel{}, &ClusterAlertChannelList{})
 	metav1.AddToGroupVersion(s, GroupVersion)
 	return nil
 }

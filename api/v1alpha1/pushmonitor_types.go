@@ -175,6 +175,15 @@ type PushMonitorSpec struct {
 	// +kubebuilder:validation:Minimum=1
 	// +kubebuilder:validation:Maximum=50
 	HistoryLimit int32 `json:"historyLimit,omitempty"`
+
+	// alertChannels names AlertChannels (in the monitor's namespace) or
+	// ClusterAlertChannels that notify for this monitor, beside those that
+	// select it by label.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	AlertChannels []AlertChannelReference `json:"alertChannels,omitempty"`
 }
 
 // MaxOpenRuns bounds status.openRuns.
@@ -478,6 +487,19 @@ type PushMonitorStatus struct {
 	// Secrets can look a token up.
 	// +optional
 	PushToken *PushTokenStatus `json:"pushToken,omitempty"`
+
+	// incident is the current or last Down period, which notifications
+	// announce.
+	// +optional
+	Incident *Incident `json:"incident,omitempty"`
+
+	// notifications records, per alert channel, what it delivered of the
+	// incident, so that a new leader neither repeats nor skips one.
+	// +optional
+	// +listType=map
+	// +listMapKey=channel
+	// +kubebuilder:validation:MaxItems=32
+	Notifications []ChannelNotification `json:"notifications,omitempty"`
 
 	// observedGeneration is the generation of the spec last reconciled.
 	// +optional

@@ -1,7 +1,8 @@
 // Command demo runs pushmon on a local control plane (etcd, kube-apiserver
 // and kube-controller-manager from bin/k8s, no cluster needed), applies
 // config/samples and walks one monitor through Pending → Up → Down →
-// Recovered with curl, then runs the sample CronJob, whose pod gets PUSH_URL
+// Recovered with curl, shows a silent monitor's HeartbeatMissed alert and
+// its recovery reaching a webhook receiver through an AlertChannel, then runs the sample CronJob, whose pod gets PUSH_URL
 // from pushmon's webhook, printing kubectl's view after each step.
 // `make demo` runs it; Ctrl-C stops every process it started. DEMO_EXIT=1
 // exits after the walk-through.
@@ -129,11 +130,11 @@ func run() error {
 	step("apply config/samples", k("apply", "-k", "config/samples"))
 	waitFor(k, "queue-worker", "Pending")
 	show(k)
-	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(k("get", "secret", "queue-worker-push", "-o", "jsonpath={.data.url}")))
+	raw, err := decode(strings.TrimSpace(k("get", "secret", "queue-worker-push", "-o", "jsonpath={.data.url}")))
 	if err != nil {
 		return fmt.Errorf("reading the push URL from Secret queue-worker-push: %w", err)
 	}
-	url := string(raw) // never printed: it carries the token
+	url := raw // never printed: it carries the token
 
 	step("a heartbeat: curl -X POST \"$URL?msg=started\"", curl(url+"?msg=started"))
 	waitFor(k, "queue-worker", "Up")
@@ -145,6 +146,9 @@ func run() error {
 	waitFor(k, "queue-worker", "Up")
 	show(k)
 
+	if err := notifyStep(root, k); err != nil {
+		return err
+	}
 	if err := cronJobStep(ctx, cfg, scheme, k); err != nil {
 		return err
 	}
@@ -202,6 +206,11 @@ func cronJobStep(ctx context.Context, cfg *rest.Config, scheme *runtime.Scheme, 
 	waitFor(k, "nightly-backup", "Up")
 	show(k)
 	return nil
+}
+
+func decode(b64 string) (string, error) {
+	raw, err := base64.StdEncoding.DecodeString(b64)
+	return string(raw), err
 }
 
 func say(s string) { fmt.Println("==> " + s) }

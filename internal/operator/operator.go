@@ -28,6 +28,7 @@ import (
 	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
+	"github.com/pushmon/pushmon/internal/notify"
 	"github.com/pushmon/pushmon/internal/push"
 	"github.com/pushmon/pushmon/internal/relay"
 	"github.com/pushmon/pushmon/internal/token"
@@ -67,6 +68,8 @@ type Config struct {
 	DashboardAddr string
 	// Mode says which parts this process runs; ModeAll when empty.
 	Mode Mode
+	// Notify configures the notifier (AlertChannels; leader only).
+	Notify notify.Options
 	// Webhooks registers the webhooks on the manager's webhook server (which
 	// then starts with the manager): the Pod webhook that injects PUSH_URL
 	// and the PushMonitor validating webhook.
@@ -260,6 +263,12 @@ func setupController(ctx context.Context, mgr ctrl.Manager, cfg Config, live *he
 	}
 	if err := mgr.Add(manager.RunnableFunc(r.Lead)); err != nil {
 		return nil, fmt.Errorf("adding the leader's bookkeeping: %w", err)
+	}
+	if cfg.Notify.Clock == nil {
+		cfg.Notify.Clock = cfg.Clock
+	}
+	if err := notify.Setup(mgr, cfg.Notify); err != nil {
+		return nil, fmt.Errorf("setting up the notifier: %w", err)
 	}
 	optIn := &controllers.CronJobOptInReconciler{Client: mgr.GetClient(), Recorder: recorder}
 	if err := optIn.SetupWithManager(mgr); err != nil {

@@ -102,7 +102,7 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 	// Normally one Secret holds a token. While spec.secretName moves, the old
 	// and the new Secret both do, for one monitor: use the one its status
 	// names. Anything else (copies owned by different monitors) is refused.
-	var found *monitoringv1alpha1.PushMonitor
+	var found, moving *monitoringv1alpha1.PushMonitor
 	var owner types.UID
 	for n := range secrets.Items {
 		s := &secrets.Items[n]
@@ -133,6 +133,23 @@ func (i *Index) Lookup(ctx context.Context, tok string) (*monitoringv1alpha1.Pus
 		owner = m.UID
 		if m.Status.SecretName == s.Name {
 			found = &m
+		} else {
+			moving = &m
+		}
+	}
+	if found == nil && moving != nil && moving.Status.SecretName != "" {
+		// The monitor's status names a Secret the cache has not seen yet:
+		// the Secret and the monitor come through separate watches, so
+		// status can name the Secret a token moved into before that
+		// Secret's creation reaches the cache. Until it does, the token is
+		// taken from the Secret it moved from.
+		var named corev1.Secret
+		err := i.Reader.Get(ctx, types.NamespacedName{Namespace: moving.Namespace, Name: moving.Status.SecretName}, &named, client.UnsafeDisableDeepCopy)
+		if apierrors.IsNotFound(err) {
+			return moving, nil
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reading Secret: %w", err)
 		}
 	}
 	if found == nil {

@@ -246,7 +246,12 @@ func TestIndexLookup(t *testing.T) {
 		{name: "monitor re-created under the same name", lookup: goodToken, wantErr: ErrUnknown,
 			objs: []client.Object{idxMonitor("job", "uid-2", "job-push"), jobSecret()}},
 		{name: "monitor moved to another secret", lookup: goodToken, wantErr: ErrUnknown,
-			objs: []client.Object{idxMonitor("job", "uid-1", "elsewhere"), jobSecret()}},
+			objs: []client.Object{idxMonitor("job", "uid-1", "elsewhere"), jobSecret(), idxSecret("elsewhere", "job", "uid-1", other)}},
+		// Status can name the Secret a token moved into before that
+		// Secret reaches the cache (separate watches): until it does, the
+		// Secret the token moved from still answers for it.
+		{name: "status names a secret the cache has not seen yet", lookup: goodToken, want: "job",
+			objs: []client.Object{idxMonitor("job", "uid-1", "job-moved"), jobSecret()}},
 		{name: "monitor without a secret in status", lookup: goodToken, wantErr: ErrUnknown,
 			objs: []client.Object{idxMonitor("job", "uid-1", ""), jobSecret()}},
 		{name: "monitor gone", lookup: goodToken, wantErr: ErrUnknown, objs: []client.Object{jobSecret()}},
@@ -264,7 +269,8 @@ func TestIndexLookup(t *testing.T) {
 		{name: "secret name moving, status still names the old secret", lookup: goodToken, want: "job", objs: []client.Object{
 			job(), idxSecret("z-new", "job", "uid-1", goodToken), jobSecret()}},
 		{name: "secret name moving, status names neither", lookup: goodToken, wantErr: ErrUnknown, objs: []client.Object{
-			idxMonitor("job", "uid-1", "elsewhere"), idxSecret("z-new", "job", "uid-1", goodToken), jobSecret()}},
+			idxMonitor("job", "uid-1", "elsewhere"), idxSecret("z-new", "job", "uid-1", goodToken), jobSecret(),
+			idxSecret("elsewhere", "job", "uid-1", other)}},
 		// Copies of the token that two live monitors both claim: refused,
 		// in either list order.
 		{name: "token copied into another monitor's secret, listed first", lookup: goodToken, wantErr: ErrUnknown, objs: []client.Object{

@@ -127,6 +127,7 @@ var chartValueSets = []struct {
 	{"ingest", []string{"-f", valuesFile("ingest")}, checkIngest},
 	{"no-crds", []string{"-f", valuesFile("no-crds")}, checkNoCRDs},
 	{"no-webhooks", []string{"-f", valuesFile("no-webhooks")}, checkNoWebhooks},
+	{"self-cert", []string{"-f", valuesFile("self-cert")}, checkSelfCert},
 }
 
 // TestHelmLint: helm lint --strict finds nothing (no warning, no error)
@@ -173,6 +174,7 @@ func TestChartValuesSchema(t *testing.T) {
 		{[]string{"--set", "extraArgs={-v}"}, "/extraArgs/0"},
 		{[]string{"--set", "ingress.enabled=true", "--set", "push.clientIP.trustedProxies=null"}, "push.clientIP.trustedProxies is empty"},
 		{[]string{"--set", "httpRoute.enabled=true"}, "httpRoute.parentRefs"},
+		{[]string{"--set", "webhook.certs.secretName=Webhook_Cert"}, "/webhook/certs/secretName"},
 	} {
 		t.Run(strings.Join(c.set, " "), func(t *testing.T) {
 			g := NewWithT(t)
@@ -612,6 +614,7 @@ func checkNoCRDs(t *testing.T, objs []*unstructured.Unstructured) {
 		HaveField("Name", "webhook-certs"), HaveField("EmptyDir", Not(BeNil())))))
 	g.Expect(c.VolumeMounts).To(ConsistOf(SatisfyAll(
 		HaveField("MountPath", "/tmp/k8s-webhook-server/serving-certs"), HaveField("ReadOnly", false))))
+	checkSelfCertObjects(t, objs, chartRelease, chartNamespace)
 }
 
 func checkNoWebhooks(t *testing.T, objs []*unstructured.Unstructured) {

@@ -61,22 +61,28 @@ func TestHelmInstall(t *testing.T) {
 	crdKey := client.ObjectKey{Name: "pushmonitors.monitoring.pushmon.dev"}
 	adopt := []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":"Helm"},"annotations":{"meta.helm.sh/release-name":"` +
 		installRelease + `","meta.helm.sh/release-namespace":"` + installNamespace + `"}}}`)
-	crd := &unstructured.Unstructured{}
-	crd.SetAPIVersion("apiextensions.k8s.io/v1")
-	crd.SetKind("CustomResourceDefinition")
-	crd.SetName(crdKey.Name)
-	g.Expect(k8sClient.Patch(ctx, crd, client.RawPatch(types.MergePatchType, adopt))).To(Succeed())
-	// Afterwards (after helm uninstall, which keeps it) the CRD is handed
-	// back: without the release's labels and annotations, which would
-	// otherwise conflict with a server-side apply of another release.
-	t.Cleanup(func() {
-		release := []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null,"app.kubernetes.io/instance":null,` +
-			`"app.kubernetes.io/name":null,"app.kubernetes.io/version":null,"helm.sh/chart":null},` +
-			`"annotations":{"meta.helm.sh/release-name":null,"meta.helm.sh/release-namespace":null,"helm.sh/resource-policy":null}}}`)
-		if err := k8sClient.Patch(ctx, crd.DeepCopy(), client.RawPatch(types.MergePatchType, release)); err != nil {
-			t.Errorf("handing the CRD back: %v", err)
+	// Afterwards (after helm uninstall, which keeps them) the CRDs are
+	// handed back: without the release's labels and annotations, which
+	// would otherwise conflict with a server-side apply of another release.
+	release := []byte(`{"metadata":{"labels":{"app.kubernetes.io/managed-by":null,"app.kubernetes.io/instance":null,` +
+		`"app.kubernetes.io/name":null,"app.kubernetes.io/version":null,"helm.sh/chart":null},` +
+		`"annotations":{"meta.helm.sh/release-name":null,"meta.helm.sh/release-namespace":null,"helm.sh/resource-policy":null}}}`)
+	var crd *unstructured.Unstructured
+	for _, name := range []string{crdKey.Name, "alertchannels.monitoring.pushmon.dev", "clusteralertchannels.monitoring.pushmon.dev"} {
+		o := &unstructured.Unstructured{}
+		o.SetAPIVersion("apiextensions.k8s.io/v1")
+		o.SetKind("CustomResourceDefinition")
+		o.SetName(name)
+		g.Expect(k8sClient.Patch(ctx, o, client.RawPatch(types.MergePatchType, adopt))).To(Succeed())
+		t.Cleanup(func() {
+			if err := k8sClient.Patch(ctx, o.DeepCopy(), client.RawPatch(types.MergePatchType, release)); err != nil {
+				t.Errorf("handing the CRD %s back: %v", name, err)
+			}
+		})
+		if name == crdKey.Name {
+			crd = o
 		}
-	})
+	}
 
 	out, err := helm(t, "install", installRelease, chartDir(), "--namespace", installNamespace,
 		"-f", valuesFile("ingress-tls"), "--set", "webhook.enabled=false")

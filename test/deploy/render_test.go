@@ -81,7 +81,8 @@ func TestNamesNamespaceAndLabels(t *testing.T) {
 		case "Namespace":
 			g.Expect(o.GetName()).To(Equal(namespace))
 		case "CustomResourceDefinition":
-			g.Expect(o.GetName()).To(Equal("pushmonitors.monitoring.pushmon.dev"))
+			g.Expect(o.GetName()).To(BeElementOf("pushmonitors.monitoring.pushmon.dev",
+				"alertchannels.monitoring.pushmon.dev", "clusteralertchannels.monitoring.pushmon.dev"))
 		default:
 			g.Expect(o.GetName()).To(HavePrefix("pushmon-"), id)
 		}

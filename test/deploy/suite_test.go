@@ -136,8 +136,9 @@ func installPrerequisites() error {
 			docs = append(docs, b)
 		}
 	}
-	if len(docs) != 2 {
-		return fmt.Errorf("config/default renders %d Namespace and CRD objects, want 2", len(docs))
+	// The namespace and the CRDs: PushMonitor, AlertChannel, ClusterAlertChannel.
+	if len(docs) != 4 {
+		return fmt.Errorf("config/default renders %d Namespace and CRD objects, want 4", len(docs))
 	}
 	if out, err := kubectlRun(bytes.Join(docs, []byte("---\n")), "apply", "-f", "-"); err != nil {
 		return fmt.Errorf("%w: %s", err, out)

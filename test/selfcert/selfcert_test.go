@@ -151,6 +151,14 @@ func TestSelfIssuedCertificates(t *testing.T) {
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: certSecret}, &secret)).To(Succeed())
 	g.Expect(secret.Data).To(BeEmpty())
 
+	// Once the replicas stop (cleanup, LIFO: this runs after), the
+	// validating webhook (failurePolicy Fail) would refuse every PushMonitor
+	// of a later test, such as TestHelmSelfCert's.
+	t.Cleanup(func() {
+		if out, err := kubectlRun(nil, "delete", "--ignore-not-found", "mutatingwebhookconfiguration/"+mutating, "validatingwebhookconfiguration/"+validating); err != nil {
+			t.Errorf("deleting the webhook configurations: %v: %s", err, out)
+		}
+	})
 	host := hostIP(t)
 	sa := saKubeconfig(t)
 	var replicas []*replica
@@ -291,11 +299,16 @@ func rejectsBadSchedule(ctx context.Context, g Gomega) {
 // servesFor checks that the webhook server at addr presents a certificate
 // that ca signed for the Service's DNS name: what the API server checks.
 func servesFor(addr string, ca []byte) error {
+	return servesForService(addr, ca, namespace, service)
+}
+
+// servesForService is servesFor for the Service svc in namespace ns.
+func servesForService(addr string, ca []byte, ns, svc string) error {
 	pool := x509.NewCertPool()
 	if !pool.AppendCertsFromPEM(ca) {
 		return errors.New("no CA certificate")
 	}
-	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: service + "." + namespace + ".svc", MinVersion: tls.VersionTLS12})
+	conn, err := tls.Dial("tcp", addr, &tls.Config{RootCAs: pool, ServerName: svc + "." + ns + ".svc", MinVersion: tls.VersionTLS12})
 	if err != nil {
 		return err
 	}
@@ -316,6 +329,11 @@ func withoutProbeFailures(log string) string {
 
 // caBundles are the caBundles of every webhook in both configurations.
 func caBundles(ctx context.Context, g Gomega) [][]byte {
+	return caBundlesOf(ctx, g, mutating, validating)
+}
+
+// caBundlesOf is caBundles of the configurations mutating and validating.
+func caBundlesOf(ctx context.Context, g Gomega, mutating, validating string) [][]byte {
 	var m admissionv1.MutatingWebhookConfiguration
 	var v admissionv1.ValidatingWebhookConfiguration
 	g.Expect(k8sClient.Get(ctx, client.ObjectKey{Name: mutating}, &m)).To(Succeed())
@@ -334,10 +352,15 @@ func caBundles(ctx context.Context, g Gomega) [][]byte {
 // endpointSlice is what the EndpointSlice controller (not running here)
 // would publish for a ready replica of the webhook Service.
 func endpointSlice(i int, ip string, port int) *discoveryv1.EndpointSlice {
+	return endpointSliceOf(namespace, service, i, ip, port)
+}
+
+// endpointSliceOf is endpointSlice for the Service svc in namespace ns.
+func endpointSliceOf(ns, svc string, i int, ip string, port int) *discoveryv1.EndpointSlice {
 	return &discoveryv1.EndpointSlice{
 		ObjectMeta: metav1.ObjectMeta{
-			Name: fmt.Sprintf("%s-%d", service, i), Namespace: namespace,
-			Labels: map[string]string{discoveryv1.LabelServiceName: service},
+			Name: fmt.Sprintf("%s-%d", svc, i), Namespace: ns,
+			Labels: map[string]string{discoveryv1.LabelServiceName: svc},
 		},
 		AddressType: discoveryv1.AddressTypeIPv4,
 		Endpoints:   []discoveryv1.Endpoint{{Addresses: []string{ip}, Conditions: discoveryv1.EndpointConditions{Ready: ptr.To(true)}}},
@@ -374,13 +397,20 @@ func get(url string) (int, error) {
 // ServiceAccount, as the API server would see a pod running under it.
 func saKubeconfig(t *testing.T) string {
 	t.Helper()
+	return kubeconfigAs(t, namespace, managerSA)
+}
+
+// kubeconfigAs is the admin kubeconfig impersonating the ServiceAccount sa
+// of namespace ns.
+func kubeconfigAs(t *testing.T, ns, sa string) string {
+	t.Helper()
 	cfg, err := clientcmd.LoadFromFile(kubecfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, a := range cfg.AuthInfos {
-		a.Impersonate = "system:serviceaccount:" + namespace + ":" + managerSA
-		a.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}
+		a.Impersonate = "system:serviceaccount:" + ns + ":" + sa
+		a.ImpersonateGroups = []string{"system:serviceaccounts", "system:serviceaccounts:" + ns, "system:authenticated"}
 	}
 	path := filepath.Join(t.TempDir(), "kubeconfig")
 	if err := clientcmd.WriteToFile(*cfg, path); err != nil {

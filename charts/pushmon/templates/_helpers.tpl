@@ -88,6 +88,26 @@ app.kubernetes.io/component: ingest
 {{ include "pushmon.fullname" . }}-serving-cert
 {{- end -}}
 
+{{/*
+Whether the manager issues its own webhook certificate
+(--webhook-cert-mode=self): the chart then renders the empty Secret, the
+by-name RBAC on it and on the two webhook configurations, and the flags
+naming them.
+*/}}
+{{- define "pushmon.selfCert" -}}
+{{- if and .Values.webhook.enabled (eq .Values.webhook.certs.mode "self") -}}
+true
+{{- end -}}
+{{- end -}}
+
+{{- define "pushmon.mutatingWebhookName" -}}
+{{ include "pushmon.fullname" . }}-mutating-webhook-configuration
+{{- end -}}
+
+{{- define "pushmon.validatingWebhookName" -}}
+{{ include "pushmon.fullname" . }}-validating-webhook-configuration
+{{- end -}}
+
 {{/* Whether the chart writes a cert-manager Certificate for the webhooks. */}}
 {{- define "pushmon.certManager" -}}
 {{- if and .Values.webhook.enabled (eq .Values.webhook.certs.mode "cert-manager") .Values.webhook.certManager.enabled -}}
