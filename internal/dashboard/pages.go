@@ -263,7 +263,7 @@ func uptimes(st *monitoringv1alpha1.PushMonitorStatus, now time.Time) []Uptime {
 		u := Uptime{Window: history.WindowName(w), Text: "–", Title: "nothing counted yet (Pending)"}
 		if f.Known() {
 			u.Text = percent(f.Ratio)
-			u.Title = fmt.Sprintf("Down %s of %s counted", shortDuration(f.Down.Round(time.Second)), shortDuration(f.Counted.Round(time.Second)))
+			u.Title = fmt.Sprintf("Down %s of %s counted", shortDuration(f.Down), shortDuration(f.Counted))
 		}
 		out = append(out, u)
 	}
