@@ -1,6 +1,7 @@
 package dashboard
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -175,4 +176,16 @@ func TestStatusPageAndBadges(t *testing.T) {
 		code, _, _ = get(t, srv.URL+path)
 		g.Expect(code).To(Equal(http.StatusNotFound), path)
 	}
+}
+
+func TestTakenPortIsNotFatal(t *testing.T) {
+	g := NewWithT(t)
+	taken := serve(t)
+	s := New(strings.TrimPrefix(taken.URL, "http://"), nil, logr.Discard())
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Start(ctx) }()
+	g.Consistently(done, "200ms").ShouldNot(Receive(), "keeps running, dashboard off")
+	cancel()
+	g.Eventually(done).Should(Receive(BeNil()))
 }
