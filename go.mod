@@ -21,7 +21,16 @@ require (
 	sigs.k8s.io/yaml v1.6.0
 )
 
-require sigs.k8s.io/cli-utils v0.37.2
+require (
+	github.com/chromedp/chromedp v0.23.1
+	sigs.k8s.io/cli-utils v0.37.2
+)
+
+require (
+	github.com/chromedp/cdproto v0.160.1 // indirect
+	github.com/go-json-experiment/json v0.0.0-20260213210345-44df1a37e875 // indirect
+	github.com/kylelemons/godebug v1.1.0 // indirect
+)
 
 require (
 	cel.dev/expr v0.25.1 // indirect

@@ -30,6 +30,7 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/certs"
+	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/notify"
 	"github.com/pushmon/pushmon/internal/operator"
@@ -150,6 +151,7 @@ func (o *managerOptions) metricsServer() metricsserver.Options {
 // pushOptions configure the push endpoint every replica serves.
 type pushOptions struct {
 	addr, baseURL   string
+	dashboardAddr   string
 	limits          push.Limits
 	maxConns        int
 	maxConnsPerAddr int
@@ -162,6 +164,8 @@ type pushOptions struct {
 
 func (o *pushOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.addr, "push-bind-address", ":8082", "Address the push endpoint (/api/push/{token}) binds to.")
+	fs.StringVar(&o.dashboardAddr, "dashboard-bind-address", dashboard.DefaultAddr,
+		"Address the read-only dashboard binds to; the default (the pod's loopback) is reached with kubectl port-forward only; 0 disables it. docs/dashboard.md")
 	fs.StringVar(&o.baseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
 	fs.DurationVar(&o.heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
 		"Write a monitor's heartbeat at most once per window (capped at half its gracePeriod) while its state does not change; 0 writes every push.")
@@ -388,7 +392,7 @@ func run() error {
 		Notify:   notify.Options{RetryFor: reconOpts.notifyRetry},
 		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),
 		Webhooks: webhooks, SelfCerts: certsCfg,
-		Mode: mode,
+		Mode: mode, DashboardAddr: pushOpts.dashboardAddr,
 	})
 	if err != nil {
 		return err

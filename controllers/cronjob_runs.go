@@ -11,6 +11,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/history"
 )
 
 // finish is how a Job ended.
@@ -103,12 +104,16 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 		st.LastHeartbeatTime = &at
 	}
 	st.LastRunJob = f.job.Name
+	run := monitoringv1alpha1.RunRecord{EndTime: at, JobName: f.job.Name, Result: monitoringv1alpha1.RunSucceeded}
 	if s := f.job.Status.StartTime; s != nil {
 		st.LastRunDuration = &metav1.Duration{Duration: max(f.at.Sub(s.Time), 0).Round(time.Millisecond)}
+		started := metav1.NewMicroTime(s.Time)
+		run.StartTime, run.Duration = &started, st.LastRunDuration.DeepCopy()
 	}
 	if !f.failed {
 		st.LastReportedStatus = monitoringv1alpha1.ReportedUp
 		heartbeat.CountResult(st, true)
+		history.AddRun(st, run, m.HistoryLen())
 		return nil
 	}
 	msg, code, err := r.diagnose(ctx, f.job)
@@ -118,5 +123,7 @@ func (r *PushMonitorReconciler) countRun(ctx context.Context, m *monitoringv1alp
 	st.LastReportedStatus, st.LastMessage, st.LastExitCode = monitoringv1alpha1.ReportedFailed, msg, code
 	st.LastFailure = &monitoringv1alpha1.FailureReport{Time: at, Status: monitoringv1alpha1.ReportedFailed, Message: msg, ExitCode: code}
 	heartbeat.CountResult(st, false)
+	run.Result, run.ExitCode, run.Message = monitoringv1alpha1.RunFailed, code, msg
+	history.AddRun(st, run, m.HistoryLen())
 	return nil
 }

@@ -23,6 +23,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
+	"github.com/pushmon/pushmon/internal/history"
 	"github.com/pushmon/pushmon/internal/metrics"
 )
 
@@ -171,6 +172,7 @@ type readyWarning struct{ reason, action, note string }
 
 // reconcile is Reconcile's work on m, whose status Reconcile stores.
 func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitoringv1alpha1.PushMonitor, now time.Time, out *outcome) (ctrl.Result, error) {
+	setBadgeKey(m)
 	if reason, err := invalidSpec(m); err != nil {
 		// Terminal: retrying cannot help until the spec changes.
 		if r.setReady(m, metav1.ConditionFalse, reason, err.Error()) {
@@ -243,6 +245,14 @@ func (r *PushMonitorReconciler) reconcile(ctx context.Context, orig, m *monitori
 		}
 	}
 	r.applyHealth(m, h)
+	if !sameHealth(orig, h) {
+		// In the same (optimistically locked) write as the transition: a
+		// write that loses its race records neither.
+		history.AddTransition(&m.Status, monitoringv1alpha1.TransitionRecord{
+			Time: metav1.NewMicroTime(now), State: h.State, Reason: h.Reason, Message: h.Message,
+		}, m.HistoryLen())
+		history.EnterState(&m.Status, orig.Status.State, h.State, now)
+	}
 	markFailureShown(orig, m, h)
 	recordIncident(orig, m, h, metav1.NewMicroTime(now))
 	out.health = &h
@@ -498,7 +508,11 @@ func (r *PushMonitorReconciler) Lead(ctx context.Context) error {
 	if r.Live != nil {
 		r.Live.Lead(true)
 	}
+	// The uptime figures, like every per-monitor series, come from the
+	// leader; computed at scrape time from its cache.
+	metrics.ServeUptime(r.Client)
 	<-ctx.Done()
+	metrics.ServeUptime(nil)
 	if r.Live != nil {
 		// Beats held in this term are not written: the next leader anchors
 		// every monitor at its own start (the restart rule).

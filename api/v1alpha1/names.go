@@ -10,6 +10,10 @@ const (
 	MonitorKey = "monitoring.pushmon.dev/monitor"
 	// AutoMonitor is MonitorKey's value on a CronJob that asks for a monitor.
 	AutoMonitor = "auto"
+	// PublicKey, as a label on a PushMonitor with the value "true", opts it
+	// in to the public status page and to a status badge under
+	// status.badgeKey (docs/dashboard.md).
+	PublicKey = "monitoring.pushmon.dev/public"
 )
 
 // Reasons of the events pushmon emits about objects other than PushMonitors.

@@ -168,6 +168,14 @@ type PushMonitorSpec struct {
 	// +kubebuilder:validation:items:Enum=GET;POST;HEAD
 	AllowedMethods []string `json:"allowedMethods,omitempty"`
 
+	// historyLimit is how many finished runs (status.recentRuns) and state
+	// changes (status.recentTransitions) status keeps, newest last.
+	// +optional
+	// +kubebuilder:default=10
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=50
+	HistoryLimit int32 `json:"historyLimit,omitempty"`
+
 	// alertChannels names AlertChannels (in the monitor's namespace) or
 	// ClusterAlertChannels that notify for this monitor, beside those that
 	// select it by label.
@@ -218,6 +226,134 @@ type FailureReport struct {
 	// monitor Down even if a success superseded it.
 	// +optional
 	Shown bool `json:"shown,omitempty"` //nolint:kubeapilinter // unset and false both mean not shown yet
+}
+
+// History bounds (PushMonitor.HistoryLen applies them).
+const (
+	// DefaultHistoryLimit is spec.historyLimit when unset.
+	DefaultHistoryLimit = 10
+	// MaxHistoryLimit bounds spec.historyLimit, and so status.recentRuns
+	// and status.recentTransitions (their MaxItems).
+	MaxHistoryLimit = 50
+	// MaxHistoryMessage bounds the message a run or transition keeps: a
+	// glance at what happened, the full text being in lastMessage and the
+	// conditions.
+	MaxHistoryMessage = 256
+)
+
+// RunResult is how a finished run ended.
+// +kubebuilder:validation:Enum=Succeeded;Failed
+type RunResult string
+
+const (
+	// RunSucceeded: a success signal, exit status 0, or a Job that completed.
+	RunSucceeded RunResult = "Succeeded"
+	// RunFailed: a /fail ping, a non-zero exit status, status=down ending a
+	// run, or a Job that failed.
+	RunFailed RunResult = "Failed"
+)
+
+// RunRecord is one finished run in status.recentRuns.
+type RunRecord struct {
+	// startTime is when the run's start signal arrived (or its Job
+	// started); absent for a result reported without a start.
+	// +optional
+	StartTime *metav1.MicroTime `json:"startTime,omitempty"`
+	// endTime is when the run's end arrived (or its Job finished).
+	// +required
+	EndTime metav1.MicroTime `json:"endTime"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
+	// duration is endTime - startTime, when the run had a start.
+	// +optional
+	Duration *metav1.Duration `json:"duration,omitempty"`
+	// result is Succeeded or Failed.
+	// +required
+	Result RunResult `json:"result,omitempty"`
+	// exitCode is the exit status reported (or the failed container's).
+	// +optional
+	ExitCode *int32 `json:"exitCode,omitempty"`
+	// message is the start of the run's msg or the Job's diagnosis.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Message string `json:"message,omitempty"`
+	// runID is the rid the run reported with, if any.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
+	RunID string `json:"runID,omitempty"`
+	// jobName is the Job of the followed CronJob that was this run.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=253
+	JobName string `json:"jobName,omitempty"`
+}
+
+// TransitionRecord is one change of the monitor's state or Healthy reason
+// in status.recentTransitions.
+type TransitionRecord struct {
+	// time is when the leader made the change.
+	// +required
+	Time metav1.MicroTime `json:"time"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
+	// state is the state entered.
+	// +required
+	State MonitorState `json:"state,omitempty"`
+	// reason is the Healthy condition's reason from then on.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason,omitempty"`
+	// message is the start of the Healthy condition's message.
+	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=256
+	Message string `json:"message,omitempty"`
+}
+
+// MaxOutages bounds status.uptime.outages.
+const MaxOutages = 64
+
+// UptimeWindow is how far back status.uptime keeps outages: the longest
+// window uptime is reported for.
+const UptimeWindow = 30 * 24 * time.Hour
+
+// UptimeStatus is what uptime figures over the last 30 days are computed
+// from: when the current state began and the periods Down or Suspended
+// that ended within the window. It changes only with the state, in the
+// write that changes it; a reader adds the current period itself.
+type UptimeStatus struct {
+	// since is when the monitor first turned Up or Down: the earliest time
+	// uptime is counted from.
+	// +optional
+	Since *metav1.MicroTime `json:"since,omitempty"`
+	// stateSince is when the current state began (a change of reason alone
+	// does not restart it).
+	// +optional
+	StateSince *metav1.MicroTime `json:"stateSince,omitempty"`
+	// completeSince is, when set, the start of the span outages are
+	// complete for: older ones were dropped past MaxOutages, so figures
+	// reach back to it at most.
+	// +optional
+	CompleteSince *metav1.MicroTime `json:"completeSince,omitempty"`
+	// outages are the finished periods Down or Suspended that ended in the
+	// last 30 days, oldest first.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Outages []Outage `json:"outages,omitempty"`
+}
+
+// Outage is a finished period in which the monitor was Down (counted as
+// downtime) or Suspended (not counted at all).
+type Outage struct {
+	// state is Down or Suspended (a MonitorState; pushmon writes no other).
+	// +required
+	State MonitorState `json:"state,omitempty"`
+	// start is when the period began.
+	// +required
+	Start metav1.MicroTime `json:"start"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
+	// end is when it ended.
+	// +required
+	End metav1.MicroTime `json:"end"` //nolint:kubeapilinter // always set; a required timestamp is a value, as metav1.Condition's lastTransitionTime
 }
 
 // CronJobReference names a CronJob in the monitor's namespace.
@@ -311,6 +447,36 @@ type PushMonitorStatus struct {
 	// +kubebuilder:validation:MaxItems=16
 	OpenRuns []OpenRun `json:"openRuns,omitempty"`
 
+	// recentRuns are the last finished runs, oldest first, at most
+	// spec.historyLimit. Each is written in the status write that records
+	// the run's end.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	RecentRuns []RunRecord `json:"recentRuns,omitempty"`
+
+	// recentTransitions are the last changes of state (or Healthy reason),
+	// oldest first, at most spec.historyLimit. Each is written in the status
+	// write that makes the change.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=50
+	RecentTransitions []TransitionRecord `json:"recentTransitions,omitempty"`
+
+	// uptime holds what uptime over 24h, 7d and 30d is computed from.
+	// +optional
+	Uptime *UptimeStatus `json:"uptime,omitempty"`
+
+	// badgeKey is the key of the monitor's status badge
+	// (/badge/<badgeKey>.svg on the dashboard's port), issued while the
+	// monitor carries the label monitoring.pushmon.dev/public=true: random,
+	// unrelated to the push token, and it shows the state only.
+	// +optional
+	// +kubebuilder:validation:MinLength=32
+	// +kubebuilder:validation:MaxLength=64
+	// +kubebuilder:validation:Pattern=`^[A-Za-z0-9_-]+$`
+	BadgeKey string `json:"badgeKey,omitempty"`
+
 	// tokenIssuedTime is when the current push token was issued (never the
 	// token itself).
 	// +optional
@@ -386,6 +552,19 @@ type PushMonitorList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []PushMonitor `json:"items"`
+}
+
+// HistoryLen is spec.historyLimit, defaulted and bounded: how many runs
+// and transitions status keeps.
+func (m *PushMonitor) HistoryLen() int {
+	switch n := m.Spec.HistoryLimit; {
+	case n <= 0:
+		return DefaultHistoryLimit
+	case n > MaxHistoryLimit:
+		return MaxHistoryLimit
+	default:
+		return int(n)
+	}
 }
 
 // TimeoutDuration is spec.timeout, defaulted.

@@ -33,6 +33,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/operator"
 	"github.com/pushmon/pushmon/internal/testutil"
@@ -109,7 +110,7 @@ func run() error {
 	}
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushAddr, PushBaseURL: "http://" + pushAddr, Concurrency: 4, HeartbeatWindow: heartbeat.DefaultWindow,
-		Webhooks: true,
+		Webhooks: true, DashboardAddr: dashboard.DefaultAddr,
 	})
 	if err != nil {
 		return err
@@ -123,7 +124,7 @@ func run() error {
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
-	say("pushmon is running; push endpoint on http://" + pushAddr + " (log: bin/demo/manager.log)")
+	say("pushmon is running; push endpoint on http://" + pushAddr + ", dashboard on http://" + dashboard.DefaultAddr + "/ (log: bin/demo/manager.log)")
 
 	k := kubectlRunner(filepath.Join(bin, "kubectl"), kubeconfig)
 	step("apply config/samples", k("apply", "-k", "config/samples"))
@@ -158,7 +159,8 @@ Try it yourself (another terminal):
   URL=$(bin/k8s/kubectl get secret queue-worker-push -o jsonpath='{.data.url}' | base64 -d)
   curl -X POST "$URL?status=down&msg=by-hand"
   bin/k8s/kubectl describe pm queue-worker
-`, kubeconfig)
+  open http://%s/ (the dashboard: history, uptime; docs/dashboard.md)
+`, kubeconfig, dashboard.DefaultAddr)
 	if os.Getenv("DEMO_EXIT") == "1" {
 		stop()
 	} else {

@@ -4,6 +4,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/history"
 )
 
 // maxCount caps consecutiveFailures and consecutiveSuccesses.
@@ -22,8 +23,9 @@ func Counted(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
 }
 
 // Apply records hb in status: what a push says about the last heartbeat,
-// the runs open, and the counts of failures and successes in a row.
-func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
+// the runs open, the counts of failures and successes in a row, and a run
+// it ends in status.recentRuns (keeping the newest historyLimit).
+func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat, historyLimit int) {
 	at := metav1.NewMicroTime(hb.Time)
 	// A signal older than the stored heartbeat (received by another replica
 	// and written late) still opens or closes its run, but does not change
@@ -45,9 +47,17 @@ func Apply(st *monitoringv1alpha1.PushMonitorStatus, hb Heartbeat) {
 		}
 		return
 	}
+	var started *metav1.MicroTime
 	if i := endingRun(st.OpenRuns, hb.RunID); i >= 0 {
+		started = st.OpenRuns[i].StartTime.DeepCopy()
 		st.LastRunDuration = &metav1.Duration{Duration: max(hb.Time.Sub(st.OpenRuns[i].StartTime.Time), 0)}
 		st.OpenRuns = append(st.OpenRuns[:i:i], st.OpenRuns[i+1:]...)
+	}
+	if started != nil || hb.Kind != KindHeartbeat || hb.ExitCode != nil {
+		// A run ended: one that was open, or a result reported without a
+		// start (a success or failure ping, an exit status). Plain
+		// heartbeats are not runs; the transitions show them.
+		history.AddRun(st, runOf(hb, started), historyLimit)
 	}
 	if stale {
 		// Received before the stored result, so it belongs before it in
@@ -96,6 +106,20 @@ func CountResult(st *monitoringv1alpha1.PushMonitorStatus, success bool) {
 		st.ConsecutiveFailures = min(st.ConsecutiveFailures+1, maxCount)
 		st.ConsecutiveSuccesses = 0
 	}
+}
+
+// runOf is the history record of the run hb ends, started at started
+// (nil: no start was seen).
+func runOf(hb Heartbeat, started *metav1.MicroTime) monitoringv1alpha1.RunRecord {
+	run := monitoringv1alpha1.RunRecord{EndTime: metav1.NewMicroTime(hb.Time), StartTime: started,
+		ExitCode: hb.ExitCode, Message: hb.Message, RunID: hb.RunID, Result: monitoringv1alpha1.RunSucceeded}
+	if started != nil {
+		run.Duration = &metav1.Duration{Duration: max(hb.Time.Sub(started.Time), 0)}
+	}
+	if hb.Kind == KindFail || hb.Status == monitoringv1alpha1.ReportedDown {
+		run.Result = monitoringv1alpha1.RunFailed
+	}
+	return run
 }
 
 // endingRun is the open run an end with runID closes: the one started with

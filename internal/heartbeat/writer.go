@@ -186,7 +186,7 @@ func (w *Writer) recordCounted(ctx context.Context, m *monitoringv1alpha1.PushMo
 	cur := m
 	for attempt := 1; ; attempt++ {
 		next := cur.DeepCopy()
-		Apply(&next.Status, hb)
+		Apply(&next.Status, hb, next.HistoryLen())
 		err := w.Client.Status().Patch(ctx, next, client.MergeFromWithOptions(cur, client.MergeFromWithOptimisticLock{}))
 		if err == nil {
 			return nil

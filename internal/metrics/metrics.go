@@ -118,7 +118,8 @@ func init() {
 		pushRequests.WithLabelValues(strconv.Itoa(code))
 	}
 	ctrlmetrics.Registry.MustRegister(pushRequests, pushDuration, pushConnsRefused, heartbeats, relayed, liveMonitors,
-		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions)
+		monitorUp, monitorState, monitorLastHeartbeat, monitorDeadline, monitorLastValue, monitorTransitions,
+		uptimeCollector{now: time.Now})
 }
 
 // InstrumentPush counts every answer h gives by its status code and times

@@ -25,6 +25,7 @@ import (
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
 	"github.com/pushmon/pushmon/internal/certs"
+	"github.com/pushmon/pushmon/internal/dashboard"
 	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/inject"
 	"github.com/pushmon/pushmon/internal/notify"
@@ -62,6 +63,9 @@ type Config struct {
 	StatusRefresh time.Duration
 	// Relay configures how replicas hand heartbeats to the leader's memory.
 	Relay RelayConfig
+	// DashboardAddr is the read-only dashboard's listen address; "" or "0":
+	// no dashboard.
+	DashboardAddr string
 	// Mode says which parts this process runs; ModeAll when empty.
 	Mode Mode
 	// Notify configures the notifier (AlertChannels; leader only).
@@ -173,6 +177,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	}
 	if !slices.Contains(Modes, mode) {
 		return nil, fmt.Errorf("unknown mode %q (one of %v)", mode, Modes)
+	}
+	if cfg.DashboardAddr != "" && cfg.DashboardAddr != "0" {
+		// Every mode caches PushMonitors, which is all the dashboard reads.
+		if err := dashboard.Setup(ctx, mgr, cfg.DashboardAddr); err != nil {
+			return nil, fmt.Errorf("adding the dashboard: %w", err)
+		}
 	}
 	live := heartbeat.NewLive()
 	if cfg.Relay.Disabled {

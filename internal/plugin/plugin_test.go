@@ -11,6 +11,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 
+	"github.com/pushmon/pushmon/internal/history"
 	"github.com/pushmon/pushmon/internal/push"
 )
 
@@ -98,4 +99,17 @@ func TestRedact(t *testing.T) {
 	tok := "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
 	err := redact(errors.New(`Post "http://x/api/push/`+tok+`": EOF`), tok)
 	g.Expect(err.Error()).To(Equal(`Post "http://x/api/push/<token>": EOF`))
+}
+
+func TestUptimeColumn(t *testing.T) {
+	g := NewWithT(t)
+	now := time.Date(2026, 12, 1, 12, 0, 0, 0, time.UTC)
+	m := &monitoringv1alpha1.PushMonitor{}
+	g.Expect(uptimeColumn(uptimeOf(m, now))).To(Equal("-"), "nothing counted while Pending")
+	history.EnterState(&m.Status, "", monitoringv1alpha1.StateUp, now.Add(-10*time.Hour))
+	history.EnterState(&m.Status, monitoringv1alpha1.StateUp, monitoringv1alpha1.StateDown, now.Add(-time.Minute))
+	m.Status.State = monitoringv1alpha1.StateDown
+	u := uptimeOf(m, now)
+	g.Expect(u).To(HaveKey("30d"))
+	g.Expect(uptimeColumn(u)).To(Equal("99.83%"), "1m of 10h, rounded down")
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -17,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
+	"github.com/pushmon/pushmon/internal/history"
 )
 
 // maxMessage cuts messages in the wide table; -o yaml has them whole.
@@ -48,6 +50,7 @@ func newStatusCommand(o *Options) *cobra.Command {
 			rows := make([]StatusRow, 0, len(monitors))
 			for i := range monitors {
 				rows = append(rows, statusRow(&monitors[i]))
+				rows[i].Uptime = uptimeOf(&monitors[i], o.Now())
 			}
 			switch output {
 			case "json":
@@ -145,6 +148,35 @@ type StatusRow struct {
 	NextExpected *time.Time `json:"nextExpected,omitempty"`
 	LastRun      *LastRun   `json:"lastRun,omitempty"`
 	Message      string     `json:"message,omitempty"`
+	// Uptime is the uptime by window ("24h", "7d", "30d"), 0..1, as the
+	// dashboard and pushmon_monitor_uptime_ratio give it; absent while
+	// nothing is counted.
+	Uptime map[string]float64 `json:"uptime,omitempty"`
+}
+
+// uptimeOf is a monitor's uptime figures at now (internal/history, the
+// dashboard's and the metric's code).
+func uptimeOf(m *monitoringv1alpha1.PushMonitor, now time.Time) map[string]float64 {
+	var u map[string]float64
+	for _, w := range history.Windows {
+		if f := history.Uptime(&m.Status, w, now); f.Known() {
+			if u == nil {
+				u = map[string]float64{}
+			}
+			u[history.WindowName(w)] = f.Ratio
+		}
+	}
+	return u
+}
+
+// uptimeColumn is the UPTIME column: the 24h figure as the dashboard shows
+// it (rounded down, so that any downtime shows below 100%).
+func uptimeColumn(u map[string]float64) string {
+	r, ok := u["24h"]
+	if !ok {
+		return "-"
+	}
+	return fmt.Sprintf("%.2f%%", math.Floor(r*10000)/100)
 }
 
 // LastRun is the last run a monitor knows of: one that reported a start, an
@@ -250,7 +282,7 @@ func printStatusTable(w io.Writer, rows []StatusRow, withNamespace, wide bool, n
 	}
 	head = append(head, "NAME", "STATE", "REASON", "LAST HEARTBEAT", "NEXT EXPECTED", "LAST RUN")
 	if wide {
-		head = append(head, "EXPECTS", "READY", "MESSAGE")
+		head = append(head, "UPTIME 24H", "EXPECTS", "READY", "MESSAGE")
 	}
 	fmt.Fprintln(tw, strings.Join(head, "\t"))
 	for _, r := range rows {
@@ -265,7 +297,7 @@ func printStatusTable(w io.Writer, rows []StatusRow, withNamespace, wide bool, n
 			if r.NotReady != "" {
 				ready = r.NotReady
 			}
-			cols = append(cols, r.Expects, ready, dash(truncate(oneLine(r.Message), maxMessage)))
+			cols = append(cols, uptimeColumn(r.Uptime), r.Expects, ready, dash(truncate(oneLine(r.Message), maxMessage)))
 		}
 		fmt.Fprintln(tw, strings.Join(cols, "\t"))
 	}

@@ -59,8 +59,10 @@ type EnvSuite struct {
 	Kubectl  string // bin/k8s's kubectl
 	Kubecfg  string // an admin kubeconfig for it
 	PushAddr string // the suite's manager's push endpoint
-	Logs     *SyncBuffer
-	now      func() time.Time
+	// DashboardAddr is the suite's manager's dashboard.
+	DashboardAddr string
+	Logs          *SyncBuffer
+	now           func() time.Time
 
 	// The running manager; restartable for restart-safety tests.
 	mu     sync.Mutex
@@ -101,6 +103,9 @@ func StartEnvSuite(root string, now func() time.Time) (_ *EnvSuite, err error) {
 	}
 	if s.Kubecfg, err = s.writeKubeconfig(); err != nil {
 		return nil, fmt.Errorf("writing kubeconfig: %w", err)
+	}
+	if s.DashboardAddr, err = FreeAddr(); err != nil {
+		return nil, err
 	}
 	if s.PushAddr, err = FreeAddr(); err != nil {
 		return nil, err
@@ -145,7 +150,7 @@ func (s *EnvSuite) StartManager() error {
 	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: s.PushAddr, PushBaseURL: "http://" + s.PushAddr, Concurrency: 4,
-		HeartbeatWindow: heartbeat.DefaultWindow, Clock: s.clock(),
+		HeartbeatWindow: heartbeat.DefaultWindow, Clock: s.clock(), DashboardAddr: s.DashboardAddr,
 	})
 	if err != nil {
 		cancel()

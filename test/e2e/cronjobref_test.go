@@ -98,6 +98,16 @@ func TestCronJobRef(t *testing.T) {
 	g.Eventually(func(g Gomega) {
 		g.Expect(healthyMessage(g, m)).To(Equal("job run-2 failed: container backup OOMKilled (exit 137)"))
 	}).Should(Succeed())
+	// Both Jobs are in the run history, by name, with their results.
+	runs := getMonitor(g, m).Status.RecentRuns
+	g.Expect(runs).To(HaveLen(2))
+	g.Expect(runs[0].JobName).To(Equal("run-1"))
+	g.Expect(runs[0].Result).To(Equal(monitoringv1alpha1.RunSucceeded))
+	g.Expect(runs[0].Duration).NotTo(BeNil())
+	g.Expect(runs[1].JobName).To(Equal("run-2"))
+	g.Expect(runs[1].Result).To(Equal(monitoringv1alpha1.RunFailed))
+	g.Expect(*runs[1].ExitCode).To(Equal(int32(137)))
+	g.Expect(runs[1].Message).To(Equal("job run-2 failed: container backup OOMKilled (exit 137)"))
 	out, err = runKubectl(ctx, "-n", ns, "get", "pm", "-o", "wide")
 	g.Expect(err).NotTo(HaveOccurred(), out)
 	g.Expect(out).To(MatchRegexp(`backup\s+Down\s+.*OOMKilled \(exit 137\)\s+RunFailed`))
