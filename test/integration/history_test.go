@@ -199,6 +199,10 @@ func TestUptimeAgreesAcrossLeaderRestart(t *testing.T) {
 	dash, err := strconv.ParseFloat(fig[3], 64)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(shownDown).To(BeNumerically("~", down, 100*time.Millisecond), "shown to 100ms")
-	g.Expect(dash / 100).To(BeNumerically("~", 1-shownDown.Seconds()/counted.Seconds(), 0.03))
+	// Both durations are shown to 100 ms and the counted time is a few
+	// seconds here: the figure agrees with them within what that
+	// rounding moves (failed once at a fixed 0.03 with 2 s counted).
+	tolerance := 0.01 + 2*(0.1/counted.Seconds())
+	g.Expect(dash / 100).To(BeNumerically("~", 1-shownDown.Seconds()/counted.Seconds(), tolerance))
 	t.Logf("Down %s: dashboard %.2f%% (Down %s of %s), %s %.4f", down, dash, shownDown, counted, metrics.MonitorUptimeName, metric)
 }
