@@ -148,13 +148,11 @@ func TestPrometheusRulesThroughAlertmanager(t *testing.T) {
 		t.Skip("waits out the rule's keep_firing_for (2m)")
 	}
 	g := NewWithT(t)
-	prom := lookBin(t, "prometheus", "prometheus")
 	amAddr, box := startAlertmanager(t)
 	r := startReplica(t, "prom", "")
 	waitForLeader(t, []*replica{r})
 
 	rules, _ := filepath.Abs(filepath.Join("..", "..", "config", "prometheus", "rules", "pushmon.rules.yaml"))
-	dir := t.TempDir()
 	cfg := fmt.Sprintf(`global:
   scrape_interval: 1s
   evaluation_interval: 1s
@@ -168,23 +166,7 @@ scrape_configs:
   static_configs:
   - targets: [%q]
 `, rules, amAddr, r.metricsAddr)
-	if err := os.WriteFile(filepath.Join(dir, "prom.yml"), []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(prom, "--config.file="+filepath.Join(dir, "prom.yml"), "--storage.tsdb.path="+dir,
-		"--web.listen-address="+freeAddr(t))
-	out := &testutil.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- prometheus ---\n%s", out.Tail(30))
-		}
-	})
+	startPrometheus(t, cfg)
 
 	ns := newNamespace(t, "prom")
 	m, tok := createMonitor(t, ns, "job", 2*time.Second, 0)
