@@ -128,6 +128,8 @@ var chartValueSets = []struct {
 	{"no-crds", []string{"-f", valuesFile("no-crds")}, checkNoCRDs},
 	{"no-webhooks", []string{"-f", valuesFile("no-webhooks")}, checkNoWebhooks},
 	{"self-cert", []string{"-f", valuesFile("self-cert")}, checkSelfCert},
+	{"dashboard", []string{"-f", valuesFile("dashboard")}, checkDashboard},
+	{"no-dashboard", []string{"--set", "dashboard.enabled=false"}, checkNoDashboard},
 }
 
 // TestHelmLint: helm lint --strict finds nothing (no warning, no error)
@@ -175,6 +177,8 @@ func TestChartValuesSchema(t *testing.T) {
 		{[]string{"--set", "ingress.enabled=true", "--set", "push.clientIP.trustedProxies=null"}, "push.clientIP.trustedProxies is empty"},
 		{[]string{"--set", "httpRoute.enabled=true"}, "httpRoute.parentRefs"},
 		{[]string{"--set", "webhook.certs.secretName=Webhook_Cert"}, "/webhook/certs/secretName"},
+		{[]string{"--set", "dashboard.expose=yes"}, "/dashboard/expose"},
+		{[]string{"--set", "dashboard.service.port=0"}, "/dashboard/service/port"},
 	} {
 		t.Run(strings.Join(c.set, " "), func(t *testing.T) {
 			g := NewWithT(t)
@@ -431,6 +435,44 @@ func checkDefault(t *testing.T, objs []*unstructured.Unstructured) {
 	g.Expect(crd.GetAnnotations()).To(HaveKeyWithValue("helm.sh/resource-policy", "keep"))
 	d, _ := controller(t, objs)
 	g.Expect(d.Spec.Replicas).To(HaveValue(BeEquivalentTo(2)))
+	_, ok = flagValue(c.Args, "dashboard-bind-address")
+	g.Expect(ok).To(BeFalse(), "the dashboard stays on the pod's loopback (the manager's default)")
+	for _, svc := range chartOfKind[corev1.Service](t, objs, "Service") {
+		g.Expect(svc.Name).NotTo(Equal("pushmon-dashboard"))
+	}
+}
+
+// checkDashboard: the dashboard bound on the pod's network, its named port,
+// the Service on the chosen port, and the NetworkPolicy admitting only the
+// given proxy to it.
+func checkDashboard(t *testing.T, objs []*unstructured.Unstructured) {
+	g := NewWithT(t)
+	d, c := controller(t, objs)
+	g.Expect(c.Args).To(ContainElement("--dashboard-bind-address=:8084"))
+	g.Expect(c.Ports).To(ContainElement(corev1.ContainerPort{Name: "dashboard", ContainerPort: 8084, Protocol: corev1.ProtocolTCP}))
+	svc := typed[corev1.Service](t, chartFind(t, objs, "Service", "pushmon-dashboard"))
+	g.Expect(svc.Spec.Selector).To(Equal(d.Spec.Selector.MatchLabels))
+	g.Expect(svc.Spec.Ports).To(Equal([]corev1.ServicePort{{Name: "dashboard", Port: 80, TargetPort: intstr.FromString("dashboard"), Protocol: corev1.ProtocolTCP}}))
+	checkNetworkPolicy(t, objs)
+	np := typed[networkingv1.NetworkPolicy](t, chartFind(t, objs, "NetworkPolicy", "pushmon-pods"))
+	var from []networkingv1.NetworkPolicyPeer
+	for _, r := range np.Spec.Ingress {
+		if r.Ports[0].Port.StrVal == "dashboard" {
+			from = r.From
+		}
+	}
+	g.Expect(from).To(HaveLen(1), "only the proxy reaches the dashboard")
+	g.Expect(from[0].PodSelector.MatchLabels).To(Equal(map[string]string{"app.kubernetes.io/name": "oauth2-proxy"}))
+}
+
+// checkNoDashboard: dashboard.enabled=false turns it off in the manager.
+func checkNoDashboard(t *testing.T, objs []*unstructured.Unstructured) {
+	g := NewWithT(t)
+	_, c := controller(t, objs)
+	g.Expect(c.Args).To(ContainElement("--dashboard-bind-address=0"))
+	for _, p := range c.Ports {
+		g.Expect(p.Name).NotTo(Equal("dashboard"))
+	}
 }
 
 // checkExposed: the push Service behind the route, and the proxy settings.
