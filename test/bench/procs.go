@@ -127,6 +127,9 @@ func startManagers(bin, kubeconfig string, n int) ([]*replica, error) {
 			"--push-bind-address=" + r.pushAddr, "--push-base-url=http://" + r.pushAddr,
 			"--relay-bind-address=" + relayAddr, "--relay-advertise-address=" + relayAddr,
 			"--health-probe-bind-address=0", "--metrics-bind-address=" + r.metricsAddr, "--metrics-secure=false",
+			// Each replica serves its dashboard, as each pod does on its own
+			// loopback; on one host they need an address each.
+			"--dashboard-bind-address=" + freeAddr(),
 			"--zap-log-level=error"}
 		if a := pprofAddr(i); a != "" {
 			args = append(args, "--pprof-bind-address="+a)
