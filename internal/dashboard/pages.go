@@ -83,7 +83,9 @@ type listPage struct {
 
 func (s *Server) list(w http.ResponseWriter, r *http.Request) {
 	var all monitoringv1alpha1.PushMonitorList
-	if err := s.Reader.List(r.Context(), &all); err != nil {
+	// Read only (sorting reorders this list's own slice): no copy of
+	// every monitor per page view.
+	if err := s.Reader.List(r.Context(), &all, client.UnsafeDisableDeepCopy); err != nil {
 		s.fail(w, err)
 		return
 	}

@@ -57,7 +57,7 @@ type statusPage struct {
 // a status page is for people outside the cluster).
 func (s *Server) status(w http.ResponseWriter, r *http.Request) {
 	var all monitoringv1alpha1.PushMonitorList
-	if err := s.Reader.List(r.Context(), &all, client.MatchingLabels{monitoringv1alpha1.PublicKey: "true"}); err != nil {
+	if err := s.Reader.List(r.Context(), &all, client.MatchingLabels{monitoringv1alpha1.PublicKey: "true"}, client.UnsafeDisableDeepCopy); err != nil {
 		s.fail(w, err)
 		return
 	}
