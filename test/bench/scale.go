@@ -3,9 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"os"
-	"sync/atomic"
 	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -33,8 +31,9 @@ const firstPushClients = 32
 //  2. push each once, firstPushClients at a time: a first heartbeat moves
 //     a monitor from Pending to Up, a change written before its answer, so
 //     this part runs at the API server's write rate and is reported apart;
-//  3. push every monitor once a minute, each from its own client address
-//     through the balancer, and report the answers and the API writes per
+//     each client goes on pushing once a minute from its first push (keeper);
+//  3. with every client pushing once a minute, each from its own address
+//     through the balancer, report the answers and the API writes per
 //     second and per monitor-minute over -huge-measure (after
 //     -huge-warmup), which spans a status refresh;
 //  4. keep pushing all but the expiring ones, push those together once and
@@ -66,19 +65,13 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 	report(fmt.Sprintf("scale: manager memory with %d more monitors, before pushes", n), "%s", memory(mgrs))
 	all := append(append([]string(nil), steady...), expiring...)
 
-	// 2. First heartbeats, each one written.
+	// 2. First heartbeats, each one written, while the clients pushed
+	// before go on once a minute.
 	before = apiReads()
 	start = time.Now()
-	var notOK atomic.Int64
-	if err := parallel(len(all), firstPushClients, func(i int) error {
-		code, err := pushOnce(pushAddr, all[i], i)
-		if err != nil || code != http.StatusOK {
-			notOK.Add(1)
-		}
-		return nil
-	}); err != nil {
-		return err
-	}
+	k := newKeeper(pushAddr, all, interval)
+	defer k.stop()
+	notOK := k.start(firstPushClients)
 	// The steady state starts once the leader has made every monitor Up
 	// (until then a push says more than status and is written).
 	if err := pollMonitors(ctx, c, n-nExp, 20*time.Minute, scalePoll, isUp, client.InNamespace(steadyNS)); err != nil {
@@ -88,13 +81,14 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 		return err
 	}
 	took = time.Since(start)
-	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients, until all are Up", firstPushClients), "%v, %.0f pushes/s, %.0f API writes/s; not 200: %d",
-		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK.Load())
+	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients at a time, the others already pushing once a minute, until all are Up", firstPushClients),
+		"%v, %.0f first pushes/s, %.0f API writes/s; first pushes not 200 (retried at the next minute): %d",
+		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK)
 
 	// 3. Steady state.
 	fmt.Fprintf(os.Stderr, "scale step: %d clients pushing once a minute (%.0f/s), %v warm-up, %v measured\n", n, float64(n)/interval.Seconds(), *hugeWarmup, *hugeMeasure)
 	wc := &writeCounter{read: apiReads}
-	res := realistic(pushAddr, all, interval, *hugeWarmup, *hugeMeasure, wc.mark)
+	res := k.measure(*hugeWarmup, *hugeMeasure, wc.mark)
 	w := wc.writes()
 	printRequests("the scale step's measurement", wc.before, wc.after, 10)
 	report(fmt.Sprintf("scale: %d monitors each pushed once a minute (%.0f/s), steady state", n, float64(n)/interval.Seconds()), "%s", res)
@@ -103,11 +97,13 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 		float64(n)/(5*time.Minute).Seconds(), 1/5.0)
 	report("scale: manager memory after the steady state", "%s", memory(mgrs))
 
-	// 4 and 5. The others keep pushing while the expiring ones go Down
-	// and while the API server's floor is measured.
+	// 4 and 5. The others keep pushing while the expiring ones (the last
+	// nExp of all) stop, are pushed together once, and go Down, and while
+	// the API server's floor is measured.
 	keepOn := interval + interval/2 + 90*time.Second
+	k.silence(len(steady), len(all))
 	others := make(chan result, 1)
-	go func() { others <- realistic(pushAddr, steady, interval, 0, keepOn, func(bool) {}) }()
+	go func() { others <- k.measure(0, keepOn, func(bool) {}) }()
 	delays, err := downDelays(ctx, c, pushAddr, expNS, expiring, keepOn)
 	if err != nil {
 		return err
