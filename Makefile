@@ -102,15 +102,16 @@ verify-generated: controller-gen crd-ref-docs ## Fail if make manifests generate
 	[ "$$before" = "$$after" ] || { diff <(echo "$$before") <(echo "$$after"); echo "generated files are stale: run make manifests generate api-docs chart-files"; exit 1; }
 
 # The chart loads these from its files/ (Helm reads nothing outside the
-# chart): the generated CRDs and ClusterRole, and the alert rules promtool
-# tests. verify-generated fails when a copy is stale.
+# chart): the generated CRDs and ClusterRole, the alert rules promtool
+# tests, and the Grafana dashboard. verify-generated fails when a copy is stale.
 .PHONY: chart-files
-chart-files: ## Copy the generated CRDs, the manager's and the ingest tier's ClusterRoles and the alert rules into charts/pushmon/files.
+chart-files: ## Copy the generated CRDs, the manager's and the ingest tier's ClusterRoles, the alert rules and the Grafana dashboard into charts/pushmon/files.
 	@rm -f charts/pushmon/files/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/pushmon/files/crds/
 	cp config/rbac/role.yaml charts/pushmon/files/rbac/role.yaml
 	cp config/ingest/base/role.yaml charts/pushmon/files/rbac/ingest-role.yaml
 	cp config/prometheus/rules/pushmon.rules.yaml charts/pushmon/files/prometheus/pushmon.rules.yaml
+	cp config/grafana/pushmon.json charts/pushmon/files/grafana/pushmon.json
 
 ##@ Build
 

@@ -205,6 +205,7 @@ func TestChartFilesAreCopies(t *testing.T) {
 		filepath.Join(root, "config", "rbac", "role.yaml"):                         filepath.Join(files, "rbac", "role.yaml"),
 		filepath.Join(root, "config", "ingest", "base", "role.yaml"):               filepath.Join(files, "rbac", "ingest-role.yaml"),
 		filepath.Join(root, "config", "prometheus", "rules", "pushmon.rules.yaml"): filepath.Join(files, "prometheus", "pushmon.rules.yaml"),
+		filepath.Join(root, "config", "grafana", "pushmon.json"):                   filepath.Join(files, "grafana", "pushmon.json"),
 	}
 	for _, crd := range crds {
 		pairs[crd] = filepath.Join(files, "crds", filepath.Base(crd))
@@ -551,6 +552,14 @@ func checkMonitoring(t *testing.T, objs []*unstructured.Unstructured) {
 	var file map[string]any
 	g.Expect(yaml.Unmarshal(b, &file)).To(Succeed())
 	g.Expect(groups).To(Equal(file["groups"]))
+
+	dash := typed[corev1.ConfigMap](t, chartFind(t, objs, "ConfigMap", "pushmon-grafana-dashboard"))
+	g.Expect(dash.Namespace).To(Equal(chartNamespace))
+	g.Expect(dash.Labels).To(HaveKeyWithValue("grafana_dashboard", "1"), "the label Grafana's sidecar selects by default")
+	g.Expect(dash.Annotations).To(HaveKeyWithValue("grafana_folder", "pushmon"))
+	dashJSON, err := os.ReadFile(filepath.Join(root, "config", "grafana", "pushmon.json"))
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(dash.Data["pushmon.json"]).To(Equal(strings.TrimRight(string(dashJSON), "\n")), "the dashboard as config/grafana holds it")
 
 	checkNetworkPolicy(t, objs)
 }
