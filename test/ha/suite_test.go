@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -25,6 +26,7 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/testutil"
@@ -48,6 +50,11 @@ func init() {
 func TestMain(m *testing.M) { os.Exit(run(m)) }
 
 func run(m *testing.M) int {
+	// The managers under test are processes with logs of their own; the
+	// clients this process makes (envtest, the plugin run in-process) log
+	// nothing worth reading, and without a logger controller-runtime warns
+	// with a stack trace after 30 s.
+	logf.SetLogger(logr.Discard())
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	assets, err := testutil.Assets(root, "etcd", "kube-apiserver")
 	if err != nil {
