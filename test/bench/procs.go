@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -265,10 +266,23 @@ func (b *balancer) close() { _ = b.ln.Close(); b.wg.Wait() }
 
 func (b *balancer) serve() {
 	defer b.wg.Done()
+	var said time.Time
 	for {
 		c, err := b.ln.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
+		}
+		if err != nil {
+			// Out of file descriptors with thousands of pushes in flight
+			// (each holds three here): wait for some to end, as a real
+			// balancer would, instead of ending the balancer. Returning
+			// here once left the 100,000-monitor step with no way in.
+			if time.Since(said) > 10*time.Second {
+				fmt.Fprintf(os.Stderr, "  (balancer: %v; accepting again shortly)\n", err)
+				said = time.Now()
+			}
+			time.Sleep(50 * time.Millisecond)
+			continue
 		}
 		go b.proxy(c)
 	}
