@@ -132,6 +132,31 @@ func TestHistoryRidesOnExistingWrites(t *testing.T) {
 	g.Expect(strings.Count(body, `class="cell up"`)).To(Equal(2))
 	g.Expect(body).To(ContainSubstring("3, 66.66% succeeded"))
 	g.Expect(body).NotTo(ContainSubstring(tok))
+
+	// The run figures agree on the page and in the metrics the documented
+	// PromQL reads: the success rate, and p50/p95 of the durations stored.
+	shown := regexp.MustCompile(`duration p50 ([^,]+), p95 ([^<]+)</dd>`).FindStringSubmatch(body)
+	g.Expect(shown).To(HaveLen(3), body)
+	g.Eventually(func(g Gomega) {
+		mfs, _ := scrape(g)
+		labels := map[string]string{"namespace": ns, "name": m.Name}
+		rate, ok := sample(mfs, metrics.MonitorRunSuccessName, labels)
+		g.Expect(ok).To(BeTrue())
+		g.Expect(rate).To(BeNumerically("~", 2.0/3, 1e-9))
+		for i, q := range []string{"0.5", "0.95"} {
+			v, ok := sample(mfs, metrics.MonitorRunDurationName, map[string]string{"namespace": ns, "name": m.Name, "quantile": q})
+			g.Expect(ok).To(BeTrue(), "quantile %s", q)
+			page, err := time.ParseDuration(shown[i+1])
+			g.Expect(err).NotTo(HaveOccurred())
+			// The page shows a duration over a second to 100 ms, a shorter
+			// one whole; the metric is float seconds.
+			within := time.Microsecond
+			if page > time.Second {
+				within = 50 * time.Millisecond
+			}
+			g.Expect(time.Duration(v*float64(time.Second))).To(BeNumerically("~", page, within), "quantile %s", q)
+		}
+	}).Should(Succeed())
 	assertTokenNowhere(t, tok, m)
 }
 
