@@ -17,7 +17,6 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
-	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 // amWebhook is what Alertmanager's webhook receiver posts (version 4).
@@ -89,31 +88,8 @@ receivers:
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+dir,
+	runDaemon(t, "alertmanager", addr, bin, "--config.file="+filepath.Join(dir, "am.yml"), "--storage.path="+dir,
 		"--web.listen-address="+addr, "--cluster.listen-address=")
-	out := &testutil.SyncBuffer{}
-	cmd.Stdout, cmd.Stderr = out, out
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("--- alertmanager ---\n%s", out.Tail(30))
-		}
-	})
-	NewWithT(t).Eventually(func() error {
-		resp, err := http.Get("http://" + addr + "/-/ready")
-		if err != nil {
-			return err
-		}
-		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s", resp.Status)
-		}
-		return nil
-	}).WithTimeout(30 * time.Second).Should(Succeed())
 	return addr, box
 }
 

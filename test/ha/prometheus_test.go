@@ -27,8 +27,17 @@ func startPrometheus(t *testing.T, config string) string {
 		t.Fatal(err)
 	}
 	addr := freeAddr(t)
-	cmd := exec.Command(bin, "--config.file="+filepath.Join(dir, "prom.yml"), "--storage.tsdb.path="+dir,
+	runDaemon(t, "prometheus", addr, bin, "--config.file="+filepath.Join(dir, "prom.yml"), "--storage.tsdb.path="+dir,
 		"--web.listen-address="+addr)
+	return addr
+}
+
+// runDaemon starts bin with args (Prometheus or Alertmanager, listening on
+// addr), ends it when the test ends, prints its log tail when the test
+// failed, and returns once its /-/ready answers 200.
+func runDaemon(t *testing.T, name, addr, bin string, args ...string) {
+	t.Helper()
+	cmd := exec.Command(bin, args...)
 	out := &testutil.SyncBuffer{}
 	cmd.Stdout, cmd.Stderr = out, out
 	if err := cmd.Start(); err != nil {
@@ -38,7 +47,7 @@ func startPrometheus(t *testing.T, config string) string {
 		_ = cmd.Process.Kill()
 		_ = cmd.Wait()
 		if t.Failed() {
-			t.Logf("--- prometheus ---\n%s", out.Tail(30))
+			t.Logf("--- %s ---\n%s", name, out.Tail(30))
 		}
 	})
 	deadline := time.Now().Add(30 * time.Second)
@@ -47,11 +56,11 @@ func startPrometheus(t *testing.T, config string) string {
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
-				return addr
+				return
 			}
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("prometheus did not become ready: %v\n%s", err, out.Tail(30))
+			t.Fatalf("%s did not become ready: %v\n%s", name, err, out.Tail(30))
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
