@@ -464,6 +464,7 @@ func (r *PushMonitorReconciler) reportMetrics(orig, m *monitoringv1alpha1.PushMo
 		shown.LastHeartbeatTime, shown.LastValue, shown.Deadline = &t, b.Value, out.liveDeadline
 	}
 	metrics.SetMonitor(m.Namespace, m.Name, shown)
+	metrics.PrepareDownCounts(m.Namespace, m.Name, downReasons(m))
 	if r.Live != nil {
 		metrics.SetLiveMonitors(r.Live.Len())
 	}

@@ -355,6 +355,17 @@ func isMissed(reason string) bool {
 	return reason == monitoringv1alpha1.HeartbeatMissedReason || reason == monitoringv1alpha1.ScheduleMissedReason
 }
 
+// downReasons are the reasons m can go Down for: silence, a reported
+// failure (status=down, or a failed run from any ping), and with
+// maxRunDuration a run open too long.
+func downReasons(m *monitoringv1alpha1.PushMonitor) []string {
+	reasons := []string{missedReason(m), monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.RunFailedReason}
+	if m.Spec.MaxRunDuration != nil {
+		reasons = append(reasons, monitoringv1alpha1.RunTooLongReason)
+	}
+	return reasons
+}
+
 // missedReason is the reason for silence past the deadline.
 func missedReason(m *monitoringv1alpha1.PushMonitor) string {
 	if m.Spec.Schedule != "" {

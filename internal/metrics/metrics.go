@@ -194,6 +194,16 @@ func setTime(g *prometheus.GaugeVec, namespace, name string, t time.Time) {
 	g.WithLabelValues(namespace, name).Set(float64(t.UnixMicro()) / 1e6)
 }
 
+// PrepareDownCounts creates a monitor's counters of transitions to Down for
+// the given reasons at 0. A counter series born at 1 shows no increase() in
+// Prometheus, so without them a monitor's first Down by each reason would
+// be missing from every increase() and alert on the counter.
+func PrepareDownCounts(namespace, name string, reasons []string) {
+	for _, reason := range reasons {
+		monitorTransitions.WithLabelValues(namespace, name, string(monitoringv1alpha1.StateDown), reason)
+	}
+}
+
 // CountTransition counts a change of a monitor's state or Healthy reason,
 // once it is stored.
 func CountTransition(namespace, name string, state monitoringv1alpha1.MonitorState, reason string) {

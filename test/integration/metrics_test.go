@@ -178,6 +178,24 @@ func TestMetricsLifecycle(t *testing.T) {
 	tok := createMonitor(t, m)
 	expectMonitorMetrics(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason, 1)
 
+	// Before its first Down the monitor's Down counters exist at 0, so that
+	// increase() counts the first one (a series born at 1 shows no increase).
+	// RunTooLong needs maxRunDuration, ScheduleMissed a schedule: not here.
+	g.Eventually(func(g Gomega) {
+		mfs, _ := scrape(g)
+		for _, reason := range []string{monitoringv1alpha1.HeartbeatMissedReason, monitoringv1alpha1.DownReportedReason, monitoringv1alpha1.RunFailedReason} {
+			v, ok := sample(mfs, metrics.MonitorTransitionsName, map[string]string{
+				"namespace": ns, "name": m.Name, "to": string(monitoringv1alpha1.StateDown), "reason": reason})
+			g.Expect(ok).To(BeTrue(), "a Down/%s series before the first Down", reason)
+			g.Expect(v).To(BeZero(), reason)
+		}
+		for _, reason := range []string{monitoringv1alpha1.ScheduleMissedReason, monitoringv1alpha1.RunTooLongReason} {
+			_, ok := sample(mfs, metrics.MonitorTransitionsName, map[string]string{
+				"namespace": ns, "name": m.Name, "to": string(monitoringv1alpha1.StateDown), "reason": reason})
+			g.Expect(ok).To(BeFalse(), "no Down/%s series for a monitor that cannot go Down so", reason)
+		}
+	}).Should(Succeed())
+
 	mfs, _ := scrape(g)
 	ok200 := value(mfs, metrics.PushRequestsName, map[string]string{"code": "200"})
 	hbUp := value(mfs, metrics.HeartbeatsName, map[string]string{"status": "up"})
