@@ -157,6 +157,7 @@ type pushOptions struct {
 	maxConnsPerAddr int
 	trustedProxies  string
 	heartbeatWindow time.Duration
+	maxWrites       int
 	noRelay         bool
 	relayAddr       string
 	relayAdvertise  string
@@ -169,6 +170,8 @@ func (o *pushOptions) BindFlags(fs *flag.FlagSet) {
 	fs.StringVar(&o.baseURL, "push-base-url", defaultPushBaseURL, "Base URL written into each monitor's Secret (key url): how clients reach the push endpoint.")
 	fs.DurationVar(&o.heartbeatWindow, "heartbeat-window", heartbeat.DefaultWindow,
 		"Write a monitor's heartbeat at most once per window (capped at half its gracePeriod) while its state does not change; 0 writes every push.")
+	fs.IntVar(&o.maxWrites, "max-heartbeat-writes", heartbeat.DefaultMaxWrites,
+		"Heartbeat writes to the API this replica makes at once; a push whose write finds all taken waits (up to 5s) and is then answered 503, so that a flood of pushes cannot overload the API server. 0: no bound.")
 	fs.Float64Var(&o.limits.TokenRate, "push-token-rate", push.DefaultTokenRate, "Requests per second allowed per push token (token bucket); 0 disables the limit.")
 	fs.IntVar(&o.limits.TokenBurst, "push-token-burst", push.DefaultTokenBurst, "Burst of requests allowed per push token.")
 	fs.Float64Var(&o.limits.IPRate, "push-ip-rate", push.DefaultIPRate, "Requests per second allowed per client address (token bucket); 0 disables the limit.")
@@ -387,7 +390,8 @@ func run() error {
 	ctx := ctrl.SetupSignalHandler()
 	running, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: pushOpts.addr, PushBaseURL: pushOpts.baseURL, HeartbeatWindow: pushOpts.heartbeatWindow,
-		PushLimits: pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
+		MaxHeartbeatWrites: pushOpts.maxWrites,
+		PushLimits:         pushOpts.limits, PushMaxConns: pushOpts.maxConns, PushMaxConnsPerAddr: pushOpts.maxConnsPerAddr,
 		Concurrency: reconOpts.concurrency, TokenOverlap: reconOpts.tokenOverlap, StatusRefresh: reconOpts.statusRefresh,
 		Notify:   notify.Options{RetryFor: reconOpts.notifyRetry},
 		Relay:    pushOpts.relayConfig(mgrOpts.leaseNamespace()),

@@ -101,53 +101,96 @@ type watchStart struct {
 // requeues itself at the monitor's deadline. It has one exit: what the work
 // decided is stored in one status patch, and only once it is stored are the
 // monitor's metrics and events published for it.
-func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (result ctrl.Result, retErr error) {
+func (r *PushMonitorReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	var m monitoringv1alpha1.PushMonitor
 	if err := r.Get(ctx, req.NamespacedName, &m); err != nil {
 		if apierrors.IsNotFound(err) {
-			r.watchStarts.Delete(req.NamespacedName)
-			r.counted.Delete(req.NamespacedName)
-			r.Live.Forget(req.NamespacedName)
-			metrics.ForgetMonitor(req.Namespace, req.Name)
+			r.forget(req.NamespacedName)
 			return ctrl.Result{}, nil
 		}
 		return ctrl.Result{}, err
 	}
-	if !m.DeletionTimestamp.IsZero() {
-		// The Secret goes with the monitor through its owner reference; its
-		// series go now, since nobody can push to it any more.
-		r.counted.Delete(req.NamespacedName)
-		metrics.ForgetMonitor(req.Namespace, req.Name)
-		return ctrl.Result{}, nil
+	for attempt := 1; ; attempt++ {
+		if !m.DeletionTimestamp.IsZero() {
+			// The Secret goes with the monitor through its owner reference; its
+			// series go now, since nobody can push to it any more.
+			r.counted.Delete(req.NamespacedName)
+			metrics.ForgetMonitor(req.Namespace, req.Name)
+			return ctrl.Result{}, nil
+		}
+		result, conflict, err := r.reconcileAndStore(ctx, &m)
+		if !conflict {
+			return result, err
+		}
+		if attempt == maxStoreAttempts || r.APIReader == nil {
+			// A heartbeat is stored after every read: its watch event re-runs
+			// this at once. No error, so that the rate limiter's backoff does
+			// not delay a Down that is due.
+			ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
+			return ctrl.Result{RequeueAfter: conflictRecheck}, nil
+		}
+		// A heartbeat was stored after the cache's copy. Waiting for the
+		// cache is not enough: under load it lags by more than the time
+		// between a client's pushes, and every transition decided from it
+		// would conflict again, so that a reported failure is never shown.
+		// Decide again from a read around the cache (a write lands within
+		// a round trip of it).
+		m = monitoringv1alpha1.PushMonitor{}
+		if err := r.APIReader.Get(ctx, req.NamespacedName, &m); err != nil {
+			if apierrors.IsNotFound(err) {
+				r.forget(req.NamespacedName)
+				return ctrl.Result{}, nil
+			}
+			return ctrl.Result{}, err
+		}
 	}
+}
+
+// maxStoreAttempts bounds how often one reconcile decides again after its
+// transition lost to a newer heartbeat (the first decision from the cache,
+// the others from reads around it).
+const maxStoreAttempts = 3
+
+// forget drops what this process keeps for a monitor that is gone.
+func (r *PushMonitorReconciler) forget(key types.NamespacedName) {
+	r.watchStarts.Delete(key)
+	r.counted.Delete(key)
+	r.Live.Forget(key)
+	metrics.ForgetMonitor(key.Namespace, key.Name)
+}
+
+// reconcileAndStore decides m's status and stores it in one patch; only once
+// it is stored are the monitor's metrics and events published for it.
+// conflict reports a transition that lost to a write made since m was read:
+// nothing was stored or published, and m must be read again to decide.
+func (r *PushMonitorReconciler) reconcileAndStore(ctx context.Context, m *monitoringv1alpha1.PushMonitor) (result ctrl.Result, conflict bool, retErr error) {
 	orig := m.DeepCopy()
 	now := r.now()
 	var out outcome
-	defer func() {
-		setProgress(&m)
-		// Every transition is written only if status is unchanged since it
-		// was read (optimistic locking): a heartbeat stored in the meantime
-		// always wins over a missed-heartbeat Down, and a stale cached copy
-		// (or a deposed leader) cannot write a transition, and emit its
-		// event, again. So is a CronJob's run, whose fields pushes write too.
-		transition := out.health != nil && !sameHealth(orig, *out.health)
-		if err := r.patchStatus(ctx, orig, &m, transition || out.runsChanged); err != nil {
-			if apierrors.IsConflict(err) {
-				// A heartbeat was stored after the cache's copy: its watch
-				// event is on the way and re-runs this at once. No error, so
-				// that the rate limiter's backoff does not delay a Down that
-				// is due.
-				ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
-				result, retErr = ctrl.Result{RequeueAfter: conflictRecheck}, nil
-				return
-			}
-			result, retErr = ctrl.Result{}, errors.Join(retErr, err)
-			return
+	result, retErr = r.reconcile(ctx, orig, m, now, &out)
+	setProgress(m)
+	// Every transition is written only if status is unchanged since it
+	// was read (optimistic locking): a heartbeat stored in the meantime
+	// always wins over a missed-heartbeat Down, and a stale cached copy
+	// (or a deposed leader) cannot write a transition, and emit its
+	// event, again. So is a CronJob's run, whose fields pushes write too.
+	transition := out.health != nil && !sameHealth(orig, *out.health)
+	if err := r.patchStatus(ctx, orig, m, transition || out.runsChanged); err != nil {
+		if apierrors.IsConflict(err) && out.token == tokenUnchanged {
+			// Decided again from a fresh read; a token just issued is not
+			// (its Secret may not be in the cache yet), it waits for the
+			// watch event instead.
+			return ctrl.Result{}, true, nil
 		}
-		r.reportMetrics(orig, &m, &out)
-		r.emitEvents(orig, &m, &out, now)
-	}()
-	return r.reconcile(ctx, orig, &m, now, &out)
+		if apierrors.IsConflict(err) {
+			ctrl.LoggerFrom(ctx).V(1).Info("status changed since read; waiting for the newer version")
+			return ctrl.Result{RequeueAfter: conflictRecheck}, false, nil
+		}
+		return ctrl.Result{}, false, errors.Join(retErr, err)
+	}
+	r.reportMetrics(orig, m, &out)
+	r.emitEvents(orig, m, &out, now)
+	return result, false, retErr
 }
 
 // outcome is what one reconcile decided beyond the status it set: what to

@@ -23,6 +23,7 @@ import (
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/controllers"
+	"github.com/pushmon/pushmon/internal/heartbeat"
 	"github.com/pushmon/pushmon/internal/testutil"
 )
 
@@ -194,6 +195,71 @@ func TestMissedDownLosesToRacingHeartbeat(t *testing.T) {
 		g.Expect(events(g, m, monitoringv1alpha1.HeartbeatMissedReason)).To(BeEmpty())
 		g.Expect(events(g, m, monitoringv1alpha1.RecoveredReason)).To(BeEmpty())
 	}).WithPolling(50 * time.Millisecond).Should(Succeed())
+}
+
+// TestReportedDownLandsThoughCacheLags: a down report stored, then an up
+// report stored over it before the leader's cache caught up (one push a
+// second to a loaded API server: every write the leader attempts from its
+// cache finds a newer heartbeat). The leader still shows the failure: its
+// conflicting transition is decided again from a read around the cache, so
+// one reconcile stores Down (DownReported, "a success since") and emits its
+// event instead of waiting for a cache that may lag behind every push.
+func TestReportedDownLandsThoughCacheLags(t *testing.T) {
+	g := NewWithT(t)
+	ctx := context.Background()
+	ns := newNamespace(t)
+	m := monitor(ns, "lagging", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), GracePeriod: dur(0)})
+	tok := createMonitor(t, m)
+	mustPush(t, tok, "msg=fine")
+	expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 10*time.Second)
+
+	// Only this test's reconciler decides from here on.
+	suite.StopManager()
+	t.Cleanup(func() {
+		if err := suite.StartManager(); err != nil {
+			t.Errorf("restarting the manager: %v", err)
+		}
+	})
+	w := heartbeat.Writer{Client: k8sClient, Reader: k8sClient}
+	record := func(status monitoringv1alpha1.ReportedStatus, msg string) *monitoringv1alpha1.PushMonitor {
+		t.Helper()
+		cur := getMonitor(g, m)
+		g.Expect(w.Record(ctx, cur, heartbeat.Heartbeat{Time: heartbeat.Now(), Status: status, Message: msg})).To(Succeed())
+		return getMonitor(g, m)
+	}
+	stale := record(monitoringv1alpha1.ReportedDown, "broken")
+	g.Expect(stale.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	fresh := record(monitoringv1alpha1.ReportedUp, "fixed")
+	g.Expect(fresh.Status.LastFailure).NotTo(BeNil())
+	g.Expect(fresh.Status.LastFailure.Shown).To(BeFalse())
+
+	rec := kevents.NewFakeRecorder(10)
+	r := &controllers.PushMonitorReconciler{
+		Client: staleReads{Client: k8sClient, stale: stale}, APIReader: k8sClient, Recorder: rec,
+		PushBaseURL: "http://" + pushAddr,
+	}
+	req := ctrl.Request{NamespacedName: client.ObjectKeyFromObject(m)}
+	_, err := r.Reconcile(ctx, req)
+	g.Expect(err).NotTo(HaveOccurred())
+	got := getMonitor(g, m)
+	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateDown), "the reported failure is shown")
+	c := meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition)
+	g.Expect(c.Reason).To(Equal(monitoringv1alpha1.DownReportedReason))
+	g.Expect(c.Message).To(ContainSubstring("broken"))
+	g.Expect(got.Status.LastMessage).To(Equal("fixed"), "the newer heartbeat stays stored")
+	g.Expect(got.Status.LastFailure.Shown).To(BeTrue())
+	var ev string
+	g.Expect(rec.Events).To(Receive(&ev))
+	g.Expect(ev).To(HavePrefix("Warning DownReported"))
+
+	// The success brings it back at the next evaluation.
+	r.Client = k8sClient
+	_, err = r.Reconcile(ctx, req)
+	g.Expect(err).NotTo(HaveOccurred())
+	got = getMonitor(g, m)
+	g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	g.Expect(meta.FindStatusCondition(got.Status.Conditions, monitoringv1alpha1.HealthyCondition).Reason).
+		To(Equal(monitoringv1alpha1.RecoveredReason))
 }
 
 // staleReader answers Gets of one monitor with a fixed old copy, as a

@@ -46,6 +46,9 @@ type Config struct {
 	// HeartbeatWindow bounds heartbeat writes to one per window per monitor
 	// (and replica) while its state does not change; 0 writes every push.
 	HeartbeatWindow time.Duration
+	// MaxHeartbeatWrites bounds the heartbeat writes this replica makes at
+	// once (heartbeat.Bounded); 0: unbounded.
+	MaxHeartbeatWrites int
 	// Clock is the reconciler's clock (tests); the real clock when nil. The
 	// push endpoint and the heartbeat coalescer keep the real clock.
 	Clock clock.PassiveClock
@@ -206,7 +209,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, cfg Config) (*Running, error) 
 	}
 
 	coalescer := &heartbeat.Coalescer{
-		Writer: &heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()},
+		Writer: heartbeat.NewBounded(&heartbeat.Writer{Client: mgr.GetClient(), Reader: mgr.GetAPIReader()}, cfg.MaxHeartbeatWrites),
 		Window: cfg.HeartbeatWindow,
 		Log:    mgr.GetLogger().WithName("heartbeat"),
 	}

@@ -150,7 +150,7 @@ func (s *EnvSuite) StartManager() error {
 	ctx, cancel := context.WithCancel(logr.NewContext(context.Background(), log))
 	srv, err := operator.Setup(ctx, mgr, operator.Config{
 		PushAddr: s.PushAddr, PushBaseURL: "http://" + s.PushAddr, Concurrency: 4,
-		HeartbeatWindow: heartbeat.DefaultWindow, Clock: s.clock(), DashboardAddr: s.DashboardAddr,
+		HeartbeatWindow: heartbeat.DefaultWindow, MaxHeartbeatWrites: heartbeat.DefaultMaxWrites, Clock: s.clock(), DashboardAddr: s.DashboardAddr,
 	})
 	if err != nil {
 		cancel()
