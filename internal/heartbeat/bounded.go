@@ -3,6 +3,7 @@ package heartbeat
 import (
 	"context"
 	"fmt"
+	"time"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 )
@@ -13,14 +14,24 @@ import (
 // would only queue in it.
 const DefaultMaxWrites = 8
 
-// Bounded passes at most a fixed number of writes at a time to Sink; a write
-// that finds every slot taken waits for one until its context ends, and then
-// fails, so that the push is answered 503 in its time rather than queued in
-// the API server. Without the bound, a flood of pushes whose heartbeats must
-// be written (every monitor's first push, or every push while no leader holds
-// them) would drive the API server past its capacity, and slow the leader's
-// Lease renewals there until it lost its Lease: then every push would need a
-// write, and the flood would keep any leader from holding the Lease.
+// writeTimeout bounds a write that its push stopped waiting for.
+const writeTimeout = 30 * time.Second
+
+// Bounded passes at most a fixed number of writes at a time to Sink, counted
+// until the API server has answered each: a push that stops waiting (its
+// context ends; it is answered 503) leaves its write running, in its slot,
+// until the API server answers it or writeTimeout passes. A write that finds
+// every slot taken waits for one until its push's context ends.
+//
+// Without the bound, a flood of pushes whose heartbeats must be written
+// (every monitor's first push after a mass creation, or every push while no
+// leader holds them) put thousands of writes in flight at the API server.
+// Counting a write only until its push gave up would not do either: the API
+// server goes on with a request whose client timed out, so each timeout
+// would add one more write to its load, and its latency, already past the
+// push's deadline, would only grow (a 20,000-monitor bench step counted
+// more writes answered 504 than 200), until the leader could not renew its
+// Lease and every push needed a write.
 type Bounded struct {
 	Sink  Sink
 	slots chan struct{}
@@ -34,13 +45,25 @@ func NewBounded(s Sink, n int) Sink {
 	return &Bounded{Sink: s, slots: make(chan struct{}, n)}
 }
 
-// Record writes hb through Sink once a slot is free.
+// Record writes hb through Sink once a slot is free, and returns its result,
+// or ctx's error once ctx ends (the write then goes on in its slot).
 func (b *Bounded) Record(ctx context.Context, m *monitoringv1alpha1.PushMonitor, hb Heartbeat) error {
 	select {
 	case b.slots <- struct{}{}:
 	case <-ctx.Done():
 		return fmt.Errorf("waiting for one of %d heartbeat write slots: %w", cap(b.slots), ctx.Err())
 	}
-	defer func() { <-b.slots }()
-	return b.Sink.Record(ctx, m, hb)
+	done := make(chan error, 1)
+	go func() {
+		defer func() { <-b.slots }()
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), writeTimeout)
+		defer cancel()
+		done <- b.Sink.Record(wctx, m, hb)
+	}()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		return fmt.Errorf("waiting for the API server to store the heartbeat: %w", ctx.Err())
+	}
 }
