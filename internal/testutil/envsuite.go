@@ -202,15 +202,25 @@ func (s *EnvSuite) SetCache(c client.Reader) {
 	s.cache = c
 }
 
-// FreeAddr is a local address nothing listens on right now.
+// FreeAddr is a local address nothing listens on right now, and one this
+// process has not been given before: the kernel may hand a port that was
+// just closed out again, and two servers of one test given the same port
+// would collide (a dashboard and a push endpoint did).
 func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
+	for {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return "", err
+		}
+		addr := l.Addr().String()
+		l.Close()
+		if _, given := givenAddrs.LoadOrStore(addr, true); !given {
+			return addr, nil
+		}
 	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }
+
+var givenAddrs sync.Map
 
 // writeKubeconfig writes an admin kubeconfig for kubectl from bin/k8s.
 func (s *EnvSuite) writeKubeconfig() (string, error) {

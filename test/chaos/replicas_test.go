@@ -3,7 +3,6 @@ package chaos
 import (
 	"bytes"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/pushmon/pushmon/internal/testutil"
 )
 
 // Short lease timings, so that failovers happen many times within a run;
@@ -265,14 +266,7 @@ func startManager(name string) (*process, error) {
 	}
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+func freeAddr() (string, error) { return testutil.FreeAddr() }
 
 func lastLines(s string, n int) string {
 	lines := bytes.Split([]byte(s), []byte("\n"))

@@ -193,12 +193,11 @@ func writeKubeconfig(t *testing.T, name, apiServer string) string {
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	addr, err := testutil.FreeAddr()
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
-	return l.Addr().String()
+	return addr
 }
 
 // proxy is a TCP proxy to the API server that a test can cut and restore,
