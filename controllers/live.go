@@ -7,6 +7,10 @@ import (
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/event"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
@@ -30,6 +34,22 @@ func (r *PushMonitorReconciler) heldBeat(m *monitoringv1alpha1.PushMonitor) (hea
 	return r.Live.Newer(m)
 }
 
+// beatsEndingStates enqueues every monitor whose state a held beat ends
+// (heartbeat.Beat.Ends), so that it turns Up at once rather than at its next
+// recheck (a monitor Down for silence has none).
+func (r *PushMonitorReconciler) beatsEndingStates() source.Source {
+	ch := make(chan event.GenericEvent, 1024)
+	r.Live.OnEnds(func(key types.NamespacedName) {
+		ev := event.GenericEvent{Object: &monitoringv1alpha1.PushMonitor{ObjectMeta: metav1.ObjectMeta{Namespace: key.Namespace, Name: key.Name}}}
+		select {
+		case ch <- ev:
+		default:
+			go func() { ch <- ev }() // never dropped: nothing else would reconcile a Down monitor
+		}
+	})
+	return source.Channel(ch, &handler.EnqueueRequestForObject{})
+}
+
 // mustStore reports whether b must be written into status now rather than
 // held: it says more than status does (a new message, or an up report after
 // a failure, or a monitor no longer plainly Up), or the stored heartbeat is
@@ -39,6 +59,9 @@ func (r *PushMonitorReconciler) mustStore(m *monitoringv1alpha1.PushMonitor, b h
 	hb := heartbeat.Heartbeat{Time: b.Time, Status: monitoringv1alpha1.ReportedUp, Message: b.Message, Value: b.Value}
 	if !heartbeat.Relayable(m, hb) {
 		return true
+	}
+	if heartbeat.Ends(m) {
+		return false // the transition it brings carries it
 	}
 	return now.Sub(st.LastHeartbeatTime.Time) >= r.statusRefresh()
 }
@@ -58,18 +81,27 @@ func (r *PushMonitorReconciler) storeBeat(ctx context.Context, m *monitoringv1al
 // withBeat is m as the state machine sees it with b stored.
 func withBeat(m *monitoringv1alpha1.PushMonitor, b heartbeat.Beat) *monitoringv1alpha1.PushMonitor {
 	eff := m.DeepCopy()
-	t := metav1.NewMicroTime(b.Time)
-	eff.Status.LastHeartbeatTime, eff.Status.LastValue = &t, b.Value
+	storeBeatFields(&eff.Status, b)
 	return eff
+}
+
+// storeBeatFields sets the heartbeat fields of st to b's, as a write of b
+// would (an up report; for a monitor plainly Up, only time and value
+// differ).
+func storeBeatFields(st *monitoringv1alpha1.PushMonitorStatus, b heartbeat.Beat) {
+	t := metav1.NewMicroTime(b.Time)
+	st.LastHeartbeatTime, st.LastValue = &t, b.Value
+	st.LastMessage, st.LastReportedStatus = b.Message, monitoringv1alpha1.ReportedUp
 }
 
 // keepInMemory makes what the reconciler stores for m follow from the
 // heartbeat status holds, not from b, unless it stores a transition anyway,
 // which then carries b. It returns how long until b is due for a refresh.
 func (r *PushMonitorReconciler) keepInMemory(orig, m *monitoringv1alpha1.PushMonitor, b heartbeat.Beat, transition bool, now time.Time) time.Duration {
-	if transition {
-		t := metav1.NewMicroTime(b.Time)
-		m.Status.LastHeartbeatTime, m.Status.LastValue = &t, b.Value
+	if transition || orig.Status.LastHeartbeatTime == nil {
+		// Written with the transition (or, for a monitor with no heartbeat
+		// stored, now: nothing else would time its refresh).
+		storeBeatFields(&m.Status, b)
 		return 0
 	}
 	m.Status.Deadline = orig.Status.Deadline

@@ -579,6 +579,9 @@ func (r *PushMonitorReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	if err := setupCronJobFollowing(context.Background(), mgr, b); err != nil {
 		return err
 	}
+	if r.Live != nil {
+		b.WatchesRawSource(r.beatsEndingStates())
+	}
 	return b.Complete(r)
 }
 

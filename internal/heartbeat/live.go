@@ -20,6 +20,11 @@ type Beat struct {
 	Time    time.Time
 	Message string
 	Value   string
+	// Ends is set on a beat that ends the monitor's state as the replica
+	// that took it saw it (Pending, or Down for silence): the leader
+	// reconciles the monitor at once, and writes the beat with the
+	// transition to Up.
+	Ends bool
 }
 
 // Live holds, on the leader, the newest Beat of each monitor. The reconciler
@@ -35,7 +40,13 @@ type Live struct {
 	leading atomic.Bool
 	mu      sync.RWMutex
 	beats   map[types.NamespacedName]Beat
+	// wake, when set, is called with the key of every beat that Ends a state.
+	wake func(types.NamespacedName)
 }
+
+// OnEnds sets what Put calls for a beat that Ends its monitor's state (the
+// reconciler enqueues the monitor). Set it before beats arrive.
+func (l *Live) OnEnds(wake func(types.NamespacedName)) { l.wake = wake }
 
 // NewLive returns an empty Live that does not lead.
 func NewLive() *Live {
@@ -59,14 +70,19 @@ func (l *Live) Leading() bool { return l.leading.Load() }
 // false, keeping nothing, when this process does not lead.
 func (l *Live) Put(key types.NamespacedName, b Beat) bool {
 	l.mu.Lock()
-	defer l.mu.Unlock()
 	if !l.leading.Load() {
+		l.mu.Unlock()
 		return false
 	}
 	if cur, ok := l.beats[key]; ok && cur.UID == b.UID && !b.Time.After(cur.Time) {
+		l.mu.Unlock()
 		return true
 	}
 	l.beats[key] = b
+	l.mu.Unlock()
+	if b.Ends && l.wake != nil {
+		l.wake(key)
+	}
 	return true
 }
 
@@ -106,16 +122,47 @@ func (l *Live) Len() int {
 }
 
 // Relayable reports whether hb, a push to m, may be held as a Beat instead of
-// written: an up heartbeat with no run signal, repeating the message status
-// stores, to a plain interval monitor that counts no runs (Counted) and that
-// status shows Up after an up report with no failure left to show.
-// Everything else changes what status says, and is written (coalesced as
-// before).
+// written: an up heartbeat with no run signal, to a plain interval monitor
+// that counts no runs (Counted), with no failure left to show, and either
+// repeating the message status stores while status shows Up after an up
+// report, or ending a state that only a heartbeat ends: the first heartbeat
+// of a Pending monitor, or the next one of a monitor Down for silence. The
+// leader writes those with the transition they bring (one write for both).
+// Everything else changes what status says in a way only a write can, and
+// is written (coalesced as before).
 func Relayable(m *monitoringv1alpha1.PushMonitor, hb Heartbeat) bool {
 	st := &m.Status
-	return !Counted(m, hb) && hb.RunID == "" && hb.Status == monitoringv1alpha1.ReportedUp &&
-		!m.Spec.Suspend && m.Spec.Schedule == "" && m.Spec.CronJobRef == nil &&
-		st.State == monitoringv1alpha1.StateUp && st.LastHeartbeatTime != nil &&
-		st.LastReportedStatus == monitoringv1alpha1.ReportedUp && hb.Message == st.LastMessage &&
-		(st.LastFailure == nil || st.LastFailure.Shown)
+	if Counted(m, hb) || hb.RunID != "" || hb.Status != monitoringv1alpha1.ReportedUp ||
+		m.Spec.Suspend || m.Spec.Schedule != "" || m.Spec.CronJobRef != nil ||
+		(st.LastFailure != nil && !st.LastFailure.Shown) {
+		return false
+	}
+	switch st.State {
+	case monitoringv1alpha1.StateUp:
+		return st.LastHeartbeatTime != nil && st.LastReportedStatus == monitoringv1alpha1.ReportedUp && hb.Message == st.LastMessage
+	case monitoringv1alpha1.StatePending, monitoringv1alpha1.StateDown:
+		return Ends(m)
+	}
+	return false
+}
+
+// Ends reports whether m is in a state an up heartbeat ends by itself:
+// Pending with no heartbeat stored, or Down for silence (HeartbeatMissed)
+// after no failure report.
+func Ends(m *monitoringv1alpha1.PushMonitor) bool {
+	st := &m.Status
+	switch st.State {
+	case monitoringv1alpha1.StatePending:
+		return st.LastHeartbeatTime == nil
+	case monitoringv1alpha1.StateDown:
+		if st.LastReportedStatus != "" && st.LastReportedStatus != monitoringv1alpha1.ReportedUp {
+			return false
+		}
+		for _, c := range st.Conditions {
+			if c.Type == monitoringv1alpha1.HealthyCondition {
+				return c.Reason == monitoringv1alpha1.HeartbeatMissedReason
+			}
+		}
+	}
+	return false
 }

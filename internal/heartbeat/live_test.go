@@ -66,10 +66,32 @@ func TestRelayable(t *testing.T) {
 		{"a run signal", func(_ *monitoringv1alpha1.PushMonitor, hb *Heartbeat) { hb.Kind = KindSuccess }, false},
 		{"an exit status", func(_ *monitoringv1alpha1.PushMonitor, hb *Heartbeat) { hb.ExitCode = &code }, false},
 		{"a run id", func(_ *monitoringv1alpha1.PushMonitor, hb *Heartbeat) { hb.RunID = "r1" }, false},
-		{"Pending", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
+		{"the first heartbeat of a Pending monitor", func(m *monitoringv1alpha1.PushMonitor, hb *Heartbeat) {
+			m.Status = monitoringv1alpha1.PushMonitorStatus{State: monitoringv1alpha1.StatePending}
+			hb.Message = "first"
+		}, true},
+		{"Pending with a heartbeat stored", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
 			m.Status.State = monitoringv1alpha1.StatePending
 		}, false},
-		{"Down", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) { m.Status.State = monitoringv1alpha1.StateDown }, false},
+		{"Down for silence, a new message", func(m *monitoringv1alpha1.PushMonitor, hb *Heartbeat) {
+			m.Status.State = monitoringv1alpha1.StateDown
+			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Reason: monitoringv1alpha1.HeartbeatMissedReason}}
+			hb.Message = "back"
+		}, true},
+		{"Down for silence, never a heartbeat", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
+			m.Status = monitoringv1alpha1.PushMonitorStatus{State: monitoringv1alpha1.StateDown,
+				Conditions: []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Reason: monitoringv1alpha1.HeartbeatMissedReason}}}
+		}, true},
+		{"Down for a report", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
+			m.Status.State, m.Status.LastReportedStatus = monitoringv1alpha1.StateDown, monitoringv1alpha1.ReportedDown
+			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Reason: monitoringv1alpha1.DownReportedReason}}
+			m.Status.LastFailure = &monitoringv1alpha1.FailureReport{Status: monitoringv1alpha1.ReportedDown, Shown: true}
+		}, false},
+		{"Down for a run too long", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
+			m.Status.State = monitoringv1alpha1.StateDown
+			m.Status.Conditions = []metav1.Condition{{Type: monitoringv1alpha1.HealthyCondition, Reason: monitoringv1alpha1.RunTooLongReason}}
+		}, false},
+		{"Down with no reason", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) { m.Status.State = monitoringv1alpha1.StateDown }, false},
 		{"Up after a failure below the threshold", func(m *monitoringv1alpha1.PushMonitor, _ *Heartbeat) {
 			m.Status.LastReportedStatus = monitoringv1alpha1.ReportedDown
 		}, false},
@@ -96,4 +118,26 @@ func TestRelayable(t *testing.T) {
 			NewWithT(t).Expect(Relayable(m, hb)).To(Equal(c.want))
 		})
 	}
+}
+
+// A beat that ends its monitor's state wakes the reconciler, once it is
+// held as the newest; other beats, and beats not taken, do not.
+func TestLiveWakesOnBeatsThatEndAState(t *testing.T) {
+	g := NewWithT(t)
+	m := upMonitor()
+	key := types.NamespacedName{Namespace: "ns", Name: "m"}
+	stored := m.Status.LastHeartbeatTime.Time
+	l := NewLive()
+	var woken []types.NamespacedName
+	l.OnEnds(func(k types.NamespacedName) { woken = append(woken, k) })
+
+	g.Expect(l.Put(key, Beat{UID: m.UID, Time: stored.Add(time.Second), Ends: true})).To(BeFalse())
+	g.Expect(woken).To(BeEmpty(), "not leading: not taken, nothing to wake")
+	l.Lead(true)
+	g.Expect(l.Put(key, Beat{UID: m.UID, Time: stored.Add(time.Second)})).To(BeTrue())
+	g.Expect(woken).To(BeEmpty(), "an alive beat waits for the recheck")
+	g.Expect(l.Put(key, Beat{UID: m.UID, Time: stored.Add(2 * time.Second), Ends: true})).To(BeTrue())
+	g.Expect(woken).To(Equal([]types.NamespacedName{key}))
+	g.Expect(l.Put(key, Beat{UID: m.UID, Time: stored.Add(time.Second), Ends: true})).To(BeTrue())
+	g.Expect(woken).To(HaveLen(1), "an older beat is dropped, nothing to wake for")
 }

@@ -108,7 +108,7 @@ func (f *Forwarder) relay(ctx context.Context, tok string, m *monitoringv1alpha1
 	f.init()
 	if f.Live.Leading() {
 		return f.Live.Put(types.NamespacedName{Namespace: m.Namespace, Name: m.Name},
-			heartbeat.Beat{UID: m.UID, Time: hb.Time, Message: hb.Message, Value: hb.Value})
+			heartbeat.Beat{UID: m.UID, Time: hb.Time, Message: hb.Message, Value: hb.Value, Ends: heartbeat.Ends(m)})
 	}
 	addr := ""
 	if f.Leader != nil {

@@ -110,7 +110,7 @@ func (s *Server) serveBeats(w http.ResponseWriter, r *http.Request) {
 			continue
 		}
 		ans.Held[i] = s.Live.Put(types.NamespacedName{Namespace: m.Namespace, Name: m.Name},
-			heartbeat.Beat{UID: m.UID, Time: b.Time, Message: b.Message, Value: b.Value})
+			heartbeat.Beat{UID: m.UID, Time: b.Time, Message: b.Message, Value: b.Value, Ends: heartbeat.Ends(m)})
 	}
 	w.Header().Set("Content-Type", "application/json")
 	if err := json.NewEncoder(w).Encode(ans); err != nil {

@@ -54,6 +54,51 @@ func TestAliveHeartbeatsCostNoWrites(t *testing.T) {
 	expectEvents(t, m, monitoringv1alpha1.HeartbeatMissedReason, 1)
 }
 
+// TestStateEndingHeartbeatIsWrittenWithItsTransition: the first push to a
+// Pending monitor, and the next push to a monitor Down for silence, are held
+// by the leader like alive heartbeats and written with the transition they
+// bring, at once: one status write each (the transition, carrying the push's
+// message and value), not one by the replica that took the push and one by
+// the leader.
+func TestStateEndingHeartbeatIsWrittenWithItsTransition(t *testing.T) {
+	g := NewWithT(t)
+	ns := newNamespace(t)
+	m := monitor(ns, "ending", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(2 * time.Second), GracePeriod: dur(time.Second)})
+	tok := createMonitor(t, m)
+	expectState(t, m, monitoringv1alpha1.StatePending, monitoringv1alpha1.AwaitingFirstHeartbeatReason, 5*time.Second)
+	settled := func() { // the writes of the token's issue are in
+		t.Helper()
+		rv := ""
+		g.Eventually(func() bool {
+			cur := getMonitor(g, m).ResourceVersion
+			same := cur == rv
+			rv = cur
+			return same
+		}).WithPolling(300*time.Millisecond).Should(BeTrue(), "no more writes")
+	}
+	settled()
+
+	writes := testutil.CountWrites(t, restCfg, scheme, ns, m.Name)
+	mustPush(t, tok, "msg=first&value=1")
+	got := expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.HeartbeatReceivedReason, 2*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("first"))
+	g.Expect(got.Status.LastValue).To(Equal("1"))
+	g.Expect(got.Status.LastReportedStatus).To(Equal(monitoringv1alpha1.ReportedUp))
+	g.Expect(got.Status.Deadline.Time).To(Equal(got.Status.LastHeartbeatTime.Add(3 * time.Second)))
+	g.Consistently(writes.Load).WithTimeout(500*time.Millisecond).Should(Equal(int64(1)), "one write: the transition, carrying the heartbeat")
+
+	expectState(t, m, monitoringv1alpha1.StateDown, monitoringv1alpha1.HeartbeatMissedReason, 10*time.Second)
+	settled()
+	writes = testutil.CountWrites(t, restCfg, scheme, ns, m.Name)
+	mustPush(t, tok, "msg=back")
+	got = expectState(t, m, monitoringv1alpha1.StateUp, monitoringv1alpha1.RecoveredReason, 2*time.Second)
+	g.Expect(got.Status.LastMessage).To(Equal("back"))
+	g.Expect(got.Status.LastValue).To(BeEmpty())
+	g.Consistently(writes.Load).WithTimeout(500*time.Millisecond).Should(Equal(int64(1)), "one write: the transition, carrying the heartbeat")
+	ev := expectEvents(t, m, monitoringv1alpha1.RecoveredReason, 1)
+	g.Expect(ev[0].Note).To(MatchRegexp(`^heartbeats arrive again after \d+s Down: back$`))
+}
+
 // TestHeartbeatThatSaysMoreIsWritten: a push with a new message is written
 // as before (coalesced), not held: status shows what the client said.
 func TestHeartbeatThatSaysMoreIsWritten(t *testing.T) {
