@@ -12,7 +12,7 @@ import (
 // keeper is the scale step's clients: each pushes its monitor once per
 // interval from its first push on, as a job does from the minute it was
 // deployed. The first pushes go a few at a time (first): each moves a
-// monitor from Pending to Up, a change written before its answer, so at
+// monitor from Pending to Up, a transition the leader writes, so at
 // 100,000 monitors they take many minutes, and a client that stopped after
 // its first push would see its monitor Down long before the last one got
 // its turn. A first push that was not answered 200 is retried at the

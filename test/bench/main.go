@@ -179,8 +179,8 @@ func run() error {
 			return err
 		}
 		// Three intervals of warm-up: every monitor's first push is a
-		// change (Pending to Up) written twice (the push, then the leader),
-		// and on a loaded machine those writes outlast one interval.
+		// change (Pending to Up) the leader writes, and on a loaded machine
+		// those writes outlast one interval.
 		wc := &writeCounter{read: apiReads}
 		pmRes := realistic(pushAddr, toks, iv, 3*iv, *rDuration, wc.mark)
 		mem := memory(mgrs)

@@ -16,8 +16,9 @@ import (
 // for them (pollMonitors).
 const scalePoll = 20 * time.Second
 
-// firstPushClients push every monitor's first heartbeat, each written
-// before its answer. 128 were no faster than 32 at 3,000 monitors (67
+// firstPushClients push every monitor's first heartbeat (the leader holds
+// it and writes it with the monitor's transition to Up; a push the leader
+// cannot take is written before its answer). 128 were no faster than 32 at 3,000 monitors (67
 // against 78 pushes a second on a loaded machine), and at 100,000 they kept
 // the API server so busy that writes outlasted their deadline and both
 // managers lost their leader Lease (docs/performance.md).
@@ -29,8 +30,8 @@ const firstPushClients = 32
 //  1. create them (the last -huge-expiring in a namespace of their own) and
 //     report the time until all are Ready and each replica's memory;
 //  2. push each once, firstPushClients at a time: a first heartbeat moves
-//     a monitor from Pending to Up, a change written before its answer, so
-//     this part runs at the API server's write rate and is reported apart;
+//     a monitor from Pending to Up, a change the leader writes, so this part
+//     runs at the API server's write rate and is reported apart;
 //     each client goes on pushing once a minute from its first push (keeper);
 //  3. with every client pushing once a minute, each from its own address
 //     through the balancer, report the answers and the API writes per
@@ -81,7 +82,7 @@ func scaleStep(ctx context.Context, c client.WithWatch, apiReads func() map[stri
 		return err
 	}
 	took = time.Since(start)
-	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: written before its answer), %d clients at a time, the others already pushing once a minute, until all are Up", firstPushClients),
+	report(fmt.Sprintf("scale: every monitor's first push (Pending to Up: one write, the leader's), %d clients at a time, the others already pushing once a minute, until all are Up", firstPushClients),
 		"%v, %.0f first pushes/s, %.0f API writes/s; first pushes not 200 (retried at the next minute): %d",
 		took.Round(time.Second), float64(len(all))/took.Seconds(), mutating(before, apiReads())/took.Seconds(), notOK)
 

@@ -126,8 +126,10 @@ func TestReportOrderAcrossReplicas(t *testing.T) {
 func TestLeaderLosingItsLeaseWritesHeldHeartbeats(t *testing.T) {
 	g := NewWithT(t)
 	// A window far longer than the test: only the final flush can write
-	// the held heartbeat.
-	r := startReplica(t, "loser", "", "--heartbeat-window=1m")
+	// the held heartbeat. Without the relay, which would hand the leader a
+	// push that the replica's cache still sees Pending, and the leader
+	// would write it at once: this test is about what the replica holds.
+	r := startReplica(t, "loser", "", "--heartbeat-window=1m", "--disable-heartbeat-relay")
 	waitForLeader(t, []*replica{r})
 	ns := newNamespace(t, "leaseloss")
 	m, tok := createMonitor(t, ns, "held", time.Hour, 6*time.Minute)

@@ -13,6 +13,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	monitoringv1alpha1 "github.com/pushmon/pushmon/api/v1alpha1"
 	"github.com/pushmon/pushmon/internal/heartbeat"
@@ -174,8 +175,8 @@ func TestRestartSafety(t *testing.T) {
 // server.
 func TestPushAnswers(t *testing.T) {
 	ns := newNamespace(t)
-	// gracePeriod 0 makes the heartbeat window 0: every push is written
-	// before its answer, so each case can read it back at once.
+	// gracePeriod 0 makes the heartbeat window 0: every push to it once Up
+	// is written before its answer, so each case can read it back at once.
 	m := monitor(ns, "answers", monitoringv1alpha1.PushMonitorSpec{Timeout: dur(time.Hour), GracePeriod: dur(0)})
 	tok := createMonitor(t, m)
 	otherNs := newNamespace(t)
@@ -186,6 +187,23 @@ func TestPushAnswers(t *testing.T) {
 	deleted := monitor(otherNs, "deleted", monitoringv1alpha1.PushMonitorSpec{GracePeriod: dur(0)})
 	deletedTok := createMonitor(t, deleted)
 	NewWithT(t).Expect(k8sClient.Delete(context.Background(), deleted)).To(Succeed())
+
+	// The first push ends Pending: the leader holds it and writes it with
+	// the transition to Up, a moment after the 200. Every case below then
+	// pushes to a monitor Up in the manager's cache too (one it still saw
+	// Pending would be handed to the leader as well).
+	g := NewWithT(t)
+	mustPush(t, tok, "msg=first")
+	g.Eventually(func(g Gomega) {
+		got := getMonitor(g, m)
+		g.Expect(got.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+		g.Expect(got.Status.LastMessage).To(Equal("first"))
+	}).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		var cached monitoringv1alpha1.PushMonitor
+		g.Expect(suite.Cache().Get(context.Background(), client.ObjectKeyFromObject(m), &cached)).To(Succeed())
+		g.Expect(cached.Status.State).To(Equal(monitoringv1alpha1.StateUp))
+	}).Should(Succeed())
 
 	long := strings.Repeat("é", 1000) // 2000 bytes
 	cases := []struct {
