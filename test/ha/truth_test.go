@@ -61,7 +61,12 @@ func healthReason(m *monitoringv1alpha1.PushMonitor) string {
 // real manager processes; both orders (a held up push must not undo a down
 // report, a held down push must not undo the recovery).
 func TestReportOrderAcrossReplicas(t *testing.T) {
-	replicas := []*replica{startReplica(t, "order-a", ""), startReplica(t, "order-b", "")}
+	// Without the relay: a push right after the first can reach a replica
+	// whose cache still shows the monitor Pending, which hands it to the
+	// leader (written at once) instead of holding it; this test is about
+	// what a replica holds (the relay's order: relay_test.go).
+	noRelay := "--disable-heartbeat-relay"
+	replicas := []*replica{startReplica(t, "order-a", "", noRelay), startReplica(t, "order-b", "", noRelay)}
 	waitForLeader(t, replicas)
 	a, b := replicas[0], replicas[1]
 	ns := newNamespace(t, "order")
