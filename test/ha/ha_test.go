@@ -317,6 +317,13 @@ func TestAPIServerUnreachable(t *testing.T) {
 		g.Expect(get(g, direct).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 		g.Expect(get(g, held).Status.State).To(Equal(monitoringv1alpha1.StateUp))
 	}).Should(Succeed())
+	// The first heartbeat of a Pending monitor goes to the leader, so r has
+	// written none of held's yet: a push with a new message is written by r
+	// itself and opens r's window, in which the next push is held.
+	firstPush(t, r, heldTok, "msg=opens-window")
+	g.Eventually(func(g Gomega) {
+		g.Expect(get(g, held).Status.LastMessage).To(Equal("opens-window"))
+	}).Should(Succeed())
 
 	px.down()
 	// A held push is answered 200 (it is kept and written later) ...
