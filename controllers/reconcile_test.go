@@ -267,22 +267,6 @@ func TestReportedDownLandsThoughCacheLags(t *testing.T) {
 		To(Equal(monitoringv1alpha1.RecoveredReason))
 }
 
-// staleReader answers Gets of one monitor with a fixed old copy, as a
-// lagging informer cache would, and everything else from the API.
-type staleReader struct {
-	client.Client
-	key   client.ObjectKey
-	stale *monitoringv1alpha1.PushMonitor
-}
-
-func (s staleReader) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
-	if pm, ok := obj.(*monitoringv1alpha1.PushMonitor); ok && key == s.key {
-		s.stale.DeepCopyInto(pm)
-		return nil
-	}
-	return s.Client.Get(ctx, key, obj, opts...)
-}
-
 // Every transition is written with optimistic locking: a reconcile of a
 // stale cached copy (or by a second, deposed leader) that sees a transition
 // already stored writes nothing and emits no second event.
@@ -330,7 +314,7 @@ func TestStaleCacheEmitsOneEventPerTransition(t *testing.T) {
 		}
 		g.Expect(stale).NotTo(BeNil(), "the watch saw the version before the %s transition", c.reason)
 		r := &controllers.PushMonitorReconciler{
-			Client:      staleReader{Client: k8sClient, key: client.ObjectKeyFromObject(m), stale: stale},
+			Client:      staleReads{Client: k8sClient, stale: stale},
 			APIReader:   k8sClient,
 			Recorder:    controllers.LimitNotes(broadcaster.NewRecorder(scheme, "pushmon")),
 			PushBaseURL: "http://" + pushAddr,
